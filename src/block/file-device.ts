@@ -1,4 +1,5 @@
 import { type FileHandle, open } from "node:fs/promises";
+import { getSystemErrorMessage } from "node:util";
 import { checkReadRange, checkWriteRange } from "./check-range.ts";
 import { BLOCK_BYTES, type BlockDevice, BlockDeviceError } from "./types.ts";
 
@@ -130,7 +131,14 @@ async function hostCall<T>(what: string, call: () => Promise<T>, blockIndex?: nu
     return await call();
   } catch (error) {
     if (error instanceof BlockDeviceError) throw error;
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new BlockDeviceError("IO", `${what}: ${reason}`, blockIndex, { cause: error });
+    throw new BlockDeviceError("IO", `${what}: ${hostReason(error)}`, blockIndex, { cause: error });
   }
+}
+
+/** "no such file or directory (ENOENT)" rather than Node's message, which repeats the call and path. */
+function hostReason(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const { errno, code } = error as NodeJS.ErrnoException;
+  if (errno === undefined || code === undefined) return error.message;
+  return `${getSystemErrorMessage(errno)} (${code})`;
 }
