@@ -1,0 +1,231 @@
+import { BLOCK_BYTES, BLOCK_RUN_COUNT_MAX } from "../block/index.ts";
+import { checksum } from "./bytes.ts";
+import { FsError } from "./errors.ts";
+import { decodeExtent, type Extent, encodeExtent, extentKey, type Inode } from "./items.ts";
+import { EXTENT_BLOCKS_MAX, KEY_OFFSET_MAX } from "./layout.ts";
+import { deviceError, type VolumeStore } from "./store.ts";
+import { hex } from "./tree-node.ts";
+
+const extentEnd = (e: Extent): number => e.fileBlock + e.crcs.length;
+
+/** The extents of `ino` that overlap file blocks [first, last], in order. */
+export async function extentsOverlapping(
+  store: VolumeStore,
+  ino: number,
+  first: number,
+  last: number,
+): Promise<Extent[]> {
+  const out: Extent[] = [];
+  const from = extentKey(ino, Math.max(0, first - EXTENT_BLOCKS_MAX + 1));
+  await store.tree.scan(from, extentKey(ino, last), (k, value) => {
+    const extent = decodeExtent(k.offset, value);
+    if (extentEnd(extent) > first) out.push(extent);
+    return true;
+  });
+  return out;
+}
+
+/** Reads file blocks [first, first + count) into a buffer; holes read as zeros. Verifies every block. */
+async function readBlocks(
+  store: VolumeStore,
+  ino: number,
+  first: number,
+  count: number,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(count * BLOCK_BYTES);
+  const extents = await extentsOverlapping(store, ino, first, first + count - 1);
+  // Neighbouring extents that are also neighbours on the device are read with one call.
+  const runs: Array<{ fileBlock: number; deviceBlock: number; crcs: number[] }> = [];
+  for (const e of extents) {
+    const lo = Math.max(e.fileBlock, first);
+    const hi = Math.min(extentEnd(e), first + count);
+    const deviceBlock = e.deviceBlock + (lo - e.fileBlock);
+    const crcs = e.crcs.slice(lo - e.fileBlock, hi - e.fileBlock);
+    const last = runs[runs.length - 1];
+    if (
+      last !== undefined &&
+      last.fileBlock + last.crcs.length === lo &&
+      last.deviceBlock + last.crcs.length === deviceBlock &&
+      last.crcs.length + crcs.length <= BLOCK_RUN_COUNT_MAX
+    ) {
+      last.crcs.push(...crcs);
+    } else {
+      runs.push({ fileBlock: lo, deviceBlock, crcs });
+    }
+  }
+  await Promise.all(
+    runs.map(async (run) => {
+      let data: Uint8Array;
+      try {
+        data = await store.device.read(run.deviceBlock, run.crcs.length);
+      } catch (error) {
+        throw deviceError(error, `cannot read data of inode ${ino}`);
+      }
+      for (let i = 0; i < run.crcs.length; i++) {
+        const block = data.subarray(i * BLOCK_BYTES, (i + 1) * BLOCK_BYTES);
+        const actual = checksum(block);
+        if (actual !== run.crcs[i]) {
+          const deviceBlock = run.deviceBlock + i;
+          throw new FsError(
+            "IO",
+            `data block ${deviceBlock} (inode ${ino}, file block ${run.fileBlock + i}) is corrupt: checksum ${hex(actual)} does not match the recorded ${hex(run.crcs[i]!)}`,
+            { blockIndex: deviceBlock },
+          );
+        }
+      }
+      out.set(data, (run.fileBlock - first) * BLOCK_BYTES);
+    }),
+  );
+  return out;
+}
+
+/** Bytes [offset, offset + count) of the file, cut at its size. */
+export async function readData(
+  store: VolumeStore,
+  inode: Inode,
+  offset: number,
+  count: number,
+): Promise<Uint8Array> {
+  const end = Math.min(offset + count, inode.size);
+  if (offset >= end) return new Uint8Array(0);
+  const first = Math.floor(offset / BLOCK_BYTES);
+  const blockCount = Math.ceil(end / BLOCK_BYTES) - first;
+  const blocks = await readBlocks(store, inode.ino, first, blockCount);
+  return blocks.subarray(offset - first * BLOCK_BYTES, end - first * BLOCK_BYTES);
+}
+
+/**
+ * Replaces the mapping of file blocks [first, first + count) with `fresh` (which may be empty, to
+ * punch a hole): trims the extents that overlap the range and frees the blocks they no longer map.
+ */
+async function remap(
+  store: VolumeStore,
+  inode: Inode,
+  first: number,
+  count: number,
+  fresh: Extent[],
+): Promise<void> {
+  const end = first + count;
+  const old = await extentsOverlapping(store, inode.ino, first, end - 1);
+  for (const e of old) {
+    const keepHead = e.fileBlock < first;
+    if (keepHead) {
+      await store.tree.put(
+        extentKey(inode.ino, e.fileBlock),
+        encodeExtent({ ...e, crcs: e.crcs.slice(0, first - e.fileBlock) }),
+      );
+    } else {
+      await store.tree.delete(extentKey(inode.ino, e.fileBlock));
+    }
+    if (extentEnd(e) > end) {
+      const skip = end - e.fileBlock;
+      await store.tree.put(
+        extentKey(inode.ino, end),
+        encodeExtent({ fileBlock: end, deviceBlock: e.deviceBlock + skip, crcs: e.crcs.slice(skip) }),
+      );
+    }
+    const lo = Math.max(e.fileBlock, first);
+    const hi = Math.min(extentEnd(e), end);
+    for (let fb = lo; fb < hi; fb++) store.allocator.release(e.deviceBlock + (fb - e.fileBlock));
+    inode.dataBlocks -= hi - lo;
+  }
+  for (const e of fresh) {
+    await store.tree.put(extentKey(inode.ino, e.fileBlock), encodeExtent(e));
+    inode.dataBlocks += e.crcs.length;
+  }
+}
+
+/** Writes whole blocks to new device blocks (copy-on-write) and maps them at file block `first`. */
+async function writeBlocks(store: VolumeStore, inode: Inode, first: number, data: Uint8Array): Promise<void> {
+  const count = data.length / BLOCK_BYTES;
+  const runs = await store.allocateData(count);
+  const fresh: Extent[] = [];
+  const writes: Array<Promise<void>> = [];
+  let at = 0;
+  for (const run of runs) {
+    for (let k = 0; k < run.count; k += BLOCK_RUN_COUNT_MAX) {
+      const n = Math.min(BLOCK_RUN_COUNT_MAX, run.count - k);
+      writes.push(
+        store.device.write(run.start + k, data.subarray((at + k) * BLOCK_BYTES, (at + k + n) * BLOCK_BYTES)),
+      );
+    }
+    for (let k = 0; k < run.count; k += EXTENT_BLOCKS_MAX) {
+      const n = Math.min(EXTENT_BLOCKS_MAX, run.count - k);
+      const crcs: number[] = [];
+      for (let b = at + k; b < at + k + n; b++)
+        crcs.push(checksum(data.subarray(b * BLOCK_BYTES, (b + 1) * BLOCK_BYTES)));
+      fresh.push({ fileBlock: first + at + k, deviceBlock: run.start + k, crcs });
+    }
+    at += run.count;
+  }
+  try {
+    await Promise.all(writes);
+  } catch (error) {
+    for (const run of runs)
+      for (let b = run.start; b < run.start + run.count; b++) store.allocator.release(b);
+    throw deviceError(error, `cannot write data of inode ${inode.ino}`);
+  }
+  await remap(store, inode, first, count, fresh);
+}
+
+/** Number of device blocks a write of `length` bytes at `offset` allocates. */
+export function blocksSpanned(offset: number, length: number): number {
+  if (length === 0) return 0;
+  return Math.ceil((offset + length) / BLOCK_BYTES) - Math.floor(offset / BLOCK_BYTES);
+}
+
+/** Writes `data` at `offset`, merging partial first and last blocks with what they held. */
+export async function writeData(
+  store: VolumeStore,
+  inode: Inode,
+  offset: number,
+  data: Uint8Array,
+): Promise<void> {
+  const end = offset + data.length;
+  const first = Math.floor(offset / BLOCK_BYTES);
+  const count = Math.ceil(end / BLOCK_BYTES) - first;
+  let buffer: Uint8Array;
+  if (offset % BLOCK_BYTES === 0 && data.length % BLOCK_BYTES === 0) {
+    buffer = data;
+  } else {
+    buffer = new Uint8Array(count * BLOCK_BYTES);
+    if (offset % BLOCK_BYTES !== 0 && first * BLOCK_BYTES < inode.size) {
+      buffer.set(await readBlocks(store, inode.ino, first, 1), 0);
+    }
+    const lastBlock = first + count - 1;
+    if (
+      end % BLOCK_BYTES !== 0 &&
+      (lastBlock !== first || offset % BLOCK_BYTES === 0) &&
+      lastBlock * BLOCK_BYTES < inode.size
+    ) {
+      buffer.set(await readBlocks(store, inode.ino, lastBlock, 1), (count - 1) * BLOCK_BYTES);
+    }
+    buffer.set(data, offset - first * BLOCK_BYTES);
+  }
+  await writeBlocks(store, inode, first, buffer);
+  inode.size = Math.max(inode.size, end);
+}
+
+/** Sets the file size; shrinking frees blocks and zeroes the tail of the new last block. */
+export async function truncateData(store: VolumeStore, inode: Inode, size: number): Promise<void> {
+  if (size < inode.size) {
+    const keep = Math.ceil(size / BLOCK_BYTES);
+    await remap(store, inode, keep, KEY_OFFSET_MAX - keep, []);
+    const tail = size % BLOCK_BYTES;
+    if (tail !== 0) {
+      const lastBlock = keep - 1;
+      const mapped = await extentsOverlapping(store, inode.ino, lastBlock, lastBlock);
+      if (mapped.length > 0) {
+        const block = await readBlocks(store, inode.ino, lastBlock, 1);
+        block.fill(0, tail);
+        await writeBlocks(store, inode, lastBlock, block);
+      }
+    }
+  }
+  inode.size = size;
+}
+
+/** Frees every data block of a file that is being deleted. */
+export async function freeAllData(store: VolumeStore, inode: Inode): Promise<void> {
+  await remap(store, inode, 0, KEY_OFFSET_MAX, []);
+}
