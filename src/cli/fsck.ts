@@ -15,9 +15,7 @@ export async function runFsck(path: string, repair: boolean, output: Output): Pr
     report = await fsck(device, { repair });
   } catch (error) {
     if (error instanceof NotAVolumeError) {
-      throw new CliFailure(
-        `${path} is not a Flotilla volume${error.message === "" ? "" : ` (${error.message})`}`,
-      );
+      throw new CliFailure(`${path}: ${error.message === "" ? "not a Flotilla volume" : error.message}`);
     }
     throw error;
   } finally {
