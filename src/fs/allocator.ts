@@ -256,4 +256,27 @@ export class BlockAllocator {
     const bit = block - groupIndex * GROUP_BLOCKS;
     return (group.bits[bit >> 3]! & (1 << (bit & 7))) !== 0;
   }
+
+  /**
+   * Repair: replaces the allocation state with the walked truth (`used`: one bit per block).
+   * Only between transaction groups, with nothing pending.
+   */
+  resetFromUsed(used: Uint8Array): void {
+    assert(
+      this.pendingFreeCount === 0 && this.allocatedThisTxg.size === 0,
+      "resetting the allocator mid-transaction",
+    );
+    let usedCount = 0;
+    for (let g = 0; g < this.groupCount; g++) {
+      const bits = this.initialBits(g);
+      for (let i = 0; i < GROUP_BLOCKS; i++) {
+        const block = g * GROUP_BLOCKS + i;
+        if (block >= this.blockCount) break;
+        if ((used[block >> 3]! & (1 << (block & 7))) !== 0) bits[i >> 3]! |= 1 << (i & 7);
+        if ((bits[i >> 3]! & (1 << (i & 7))) !== 0) usedCount++;
+      }
+      this.groups.set(g, { bits, freeCount: popFree(bits), needsPersist: true });
+    }
+    this.usedBlocks = usedCount;
+  }
 }

@@ -1,7 +1,7 @@
 export type { FsckOptions, FsckProblem, FsckReport, MkfsOptions, MountOptions } from "./api.ts";
 export { fsckExitCode } from "./api.ts";
 export { FsError, type FsErrorCode, isFsError, NFS3_STATUS } from "./errors.ts";
-export { fsck } from "./fsck.ts";
+export { fsck, listUsedBlocks } from "./fsck.ts";
 export type * from "./types.ts";
 export { ACCESS } from "./types.ts";
-export { mkfs, mount, NotAVolumeError } from "./volume.ts";
+export { engineOf, mkfs, mount, NotAVolumeError } from "./volume.ts";

@@ -39,7 +39,10 @@ export class SeededRandom implements Random {
   }
   bytes(length: number): Uint8Array {
     const out = new Uint8Array(length);
-    for (let i = 0; i < length; i++) out[i] = this.nextU32() & 0xff;
+    const view = new DataView(out.buffer);
+    let i = 0;
+    for (; i + 4 <= length; i += 4) view.setUint32(i, this.nextU32(), true);
+    for (; i < length; i++) out[i] = this.nextU32() & 0xff;
     return out;
   }
 }
