@@ -1,4 +1,3 @@
-import type { BlockDevice } from "../block/index.ts";
 import type { Clock } from "../util/clock.ts";
 
 export interface MkfsOptions {

@@ -73,14 +73,16 @@ export async function checkStore(
       state.problems.push({ kind, message: `more "${kind}" problems not listed`, repaired: false });
   };
   const markUsed = (block: number, what: string): void => {
-    if (block < 0 || block >= store.blockCount)
-      return problem("range", `${what} uses block ${block} outside the device`, { blockIndex: block });
-    if (block < RESERVED_BLOCK_COUNT)
-      return problem("range", `${what} uses reserved block ${block}`, { blockIndex: block });
-    if (isMarked(state.used, block))
-      return problem("double-use", `block ${block} is used twice (again by ${what})`, { blockIndex: block });
-    state.used[block >> 3]! |= 1 << (block & 7);
-    state.usedCount++;
+    if (block < 0 || block >= store.blockCount) {
+      problem("range", `${what} uses block ${block} outside the device`, { blockIndex: block });
+    } else if (block < RESERVED_BLOCK_COUNT) {
+      problem("range", `${what} uses reserved block ${block}`, { blockIndex: block });
+    } else if (isMarked(state.used, block)) {
+      problem("double-use", `block ${block} is used twice (again by ${what})`, { blockIndex: block });
+    } else {
+      state.used[block >> 3]! |= 1 << (block & 7);
+      state.usedCount++;
+    }
   };
   for (let b = 0; b < RESERVED_BLOCK_COUNT; b++) {
     state.used[b >> 3]! |= 1 << (b & 7);

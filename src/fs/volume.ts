@@ -459,7 +459,7 @@ class FlotillaVolume implements Volume {
     if (how.kind === "guarded" || file.type !== "reg")
       throw new FsError("EXIST", `"${existing.name}" exists`);
     if (how.kind === "exclusive") {
-      const same = file.verifier !== null && file.verifier.every((b, i) => b === how.verifier[i]);
+      const same = file.verifier?.every((b, i) => b === how.verifier[i]);
       if (!same) throw new FsError("EXIST", `"${existing.name}" exists`);
       return result();
     }
