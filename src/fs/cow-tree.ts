@@ -177,7 +177,7 @@ export class CowTree {
   /** Inserts or replaces the item at `k`. */
   async put(k: Key, value: Uint8Array): Promise<void> {
     assert(value.length <= ITEM_VALUE_BYTES_MAX, `item value of ${value.length} bytes exceeds the bound`);
-    const path = await this.writablePath(k);
+    const path = await this.writablePath(k, true);
     const leaf = path[path.length - 1]!.node as LeafNode;
     const i = lowerBound(leaf.keys, k);
     if (i < leaf.keys.length && compareKeys(leaf.keys[i]!, k) === 0) {
@@ -194,7 +194,7 @@ export class CowTree {
   /** Removes the item at `k`; returns whether it existed. */
   async delete(k: Key): Promise<boolean> {
     if ((await this.get(k)) === undefined) return false;
-    const path = await this.writablePath(k);
+    const path = await this.writablePath(k, false);
     const leaf = path[path.length - 1]!.node as LeafNode;
     const i = lowerBound(leaf.keys, k);
     assert(
@@ -208,8 +208,12 @@ export class CowTree {
     return true;
   }
 
-  /** Copies every node from the root to the leaf for `k` into the open transaction group. */
-  private async writablePath(k: Key): Promise<PathStep[]> {
+  /**
+   * Copies every node from the root to the leaf for `k` into the open transaction group. When
+   * `inserting`, a key below a node's first separator lowers it, so that every separator stays a
+   * true lower bound of its subtree and a later split can never insert one out of order.
+   */
+  private async writablePath(k: Key, inserting: boolean): Promise<PathStep[]> {
     const path: PathStep[] = [];
     let ref = this.root;
     for (;;) {
@@ -220,6 +224,7 @@ export class CowTree {
         return path;
       }
       const index = childIndex(node as InternalNode, k);
+      if (inserting && index === 0 && compareKeys(k, node.keys[0]!) < 0) node.keys[0] = k;
       path.push({ node, index });
       ref = (node as InternalNode).children[index]!;
     }

@@ -99,6 +99,12 @@ export function encodeNode(
   view.setUint16(6, node.keys.length, true);
   writeU64(view, 8, blockIndex);
   writeU64(view, 16, txg);
+  for (let i = 1; i < node.keys.length; i++) {
+    assert(
+      compareKeys(node.keys[i - 1]!, node.keys[i]!) < 0,
+      `node for block ${blockIndex} has keys out of order at ${i}`,
+    );
+  }
   let at = NODE_HEADER_BYTES;
   if (isLeaf(node)) {
     assert(node.payloadBytes <= NODE_PAYLOAD_BYTES, `leaf overflows: ${node.payloadBytes} bytes`);
