@@ -328,8 +328,7 @@ class FlotillaVolume implements Volume {
     }
     if (request.gid !== undefined) {
       checkInteger(request.gid, "gid");
-      const allowed =
-        isRoot(cred) || (cred.uid === inode.uid && inGroup(cred, request.gid)) || request.gid === inode.gid;
+      const allowed = isRoot(cred) || (cred.uid === inode.uid && inGroup(cred, request.gid));
       if (!allowed) throw new FsError("PERM", "not allowed to change the group");
     }
     for (const [what, setting] of [
