@@ -323,8 +323,9 @@ class FlotillaVolume implements Volume {
     }
     if (request.uid !== undefined) {
       checkInteger(request.uid, "uid");
-      if (!isRoot(cred) && request.uid !== inode.uid)
+      if (!isRoot(cred) && !(cred.uid === inode.uid && request.uid === inode.uid)) {
         throw new FsError("PERM", "only root may change the owner");
+      }
     }
     if (request.gid !== undefined) {
       checkInteger(request.gid, "gid");
