@@ -32,7 +32,6 @@ async function readBlocks(
   first: number,
   count: number,
 ): Promise<Uint8Array> {
-  const out = new Uint8Array(count * BLOCK_BYTES);
   const extents = await extentsOverlapping(store, ino, first, first + count - 1);
   // Neighbouring extents that are also neighbours on the device are read with one call.
   const runs: Array<{ fileBlock: number; deviceBlock: number; crcs: number[] }> = [];
@@ -53,6 +52,8 @@ async function readBlocks(
       runs.push({ fileBlock: lo, deviceBlock, crcs });
     }
   }
+  const whole = runs.length === 1 && runs[0]!.fileBlock === first && runs[0]!.crcs.length === count;
+  let out: Uint8Array | null = null;
   await Promise.all(
     runs.map(async (run) => {
       let data: Uint8Array;
@@ -73,10 +74,15 @@ async function readBlocks(
           );
         }
       }
-      out.set(data, (run.fileBlock - first) * BLOCK_BYTES);
+      // One device run covering the whole request is returned as read: no second copy.
+      if (whole) out = data;
+      else {
+        out ??= new Uint8Array(count * BLOCK_BYTES);
+        out.set(data, (run.fileBlock - first) * BLOCK_BYTES);
+      }
     }),
   );
-  return out;
+  return out ?? new Uint8Array(count * BLOCK_BYTES);
 }
 
 /** Bytes [offset, offset + count) of the file, cut at its size. */
