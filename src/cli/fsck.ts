@@ -12,17 +12,27 @@ export async function runFsck(path: string, repair: boolean, output: Output): Pr
   const device = await FileBlockDevice.open(path);
   let report: FsckReport;
   try {
-    report = await fsck(device, { repair });
+    report = await fsck(device, { repair, onProgress: progressLine() });
   } catch (error) {
     if (error instanceof NotAVolumeError) {
       throw new CliFailure(`${path}: ${error.message === "" ? "not a Flotilla volume" : error.message}`);
     }
     throw error;
   } finally {
+    if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
     await device.close().catch(() => {});
   }
   for (const line of describeFsckReport(path, report)) output.line(line);
   return fsckExitCode(report);
+}
+
+/** On a terminal, a progress line on stderr that the report then overwrites; elsewhere nothing. */
+function progressLine(): ((p: { blocksChecked: number; blocksTotal: number }) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  return ({ blocksChecked, blocksTotal }) => {
+    const percent = blocksTotal === 0 ? 100 : Math.min(100, Math.floor((100 * blocksChecked) / blocksTotal));
+    process.stderr.write(`\r\x1b[Kchecking: ${blocksChecked} of ${blocksTotal} blocks (${percent}%)`);
+  };
 }
 
 /** The report as lines for an operator: what was checked, each problem, and the verdict. */

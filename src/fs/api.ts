@@ -14,8 +14,8 @@ export interface MountOptions {
 
 export interface FsckOptions {
   readonly repair: boolean;
-  /** Called now and then with the number of tree blocks visited so far. */
-  readonly onProgress?: (treeBlocksVisited: number) => void;
+  /** Called now and then during the walk: blocks checked so far, of the blocks the volume uses. */
+  readonly onProgress?: (progress: { blocksChecked: number; blocksTotal: number }) => void;
 }
 
 export interface FsckProblem {

@@ -2,8 +2,8 @@ import { assert } from "../util/assert.ts";
 import { utf8 } from "./bytes.ts";
 import { addEntry, findEntry, removeEntry } from "./directory.ts";
 import type { CheckState } from "./fsck.ts";
-import type { Inode } from "./items.ts";
-import { DIR_FIRST_SEQ, ROOT_INO } from "./layout.ts";
+import { emptyDirectory, type Inode } from "./items.ts";
+import { ROOT_INO } from "./layout.ts";
 import type { VolumeStore } from "./store.ts";
 
 const LOST_AND_FOUND = "lost+found";
@@ -69,28 +69,14 @@ async function lostAndFound(store: VolumeStore, inodes: Map<number, Inode>): Pro
     if (dir !== undefined) return dir;
   }
   const ino = store.allocateIno();
-  const now = root.mtime;
-  const dir: Inode = {
+  const dir = emptyDirectory(
     ino,
-    gen: store.generationFor(ino),
-    type: "dir",
-    mode: 0o700,
-    nlink: 2,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    dataBlocks: 0,
-    rdevMajor: 0,
-    rdevMinor: 0,
-    atime: now,
-    mtime: now,
-    ctime: now,
-    change: 1,
-    parent: ROOT_INO,
-    nextSeq: DIR_FIRST_SEQ,
-    entryCount: 0,
-    verifier: null,
-  };
+    store.generationFor(ino),
+    ROOT_INO,
+    { mode: 0o700, uid: 0, gid: 0 },
+    root.mtime,
+  );
+
   const name = existing === null ? LOST_AND_FOUND : `${LOST_AND_FOUND}.${ino}`;
   await addEntry(store, root, utf8(name), name, dir);
   inodes.set(ino, dir);

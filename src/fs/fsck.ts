@@ -47,7 +47,7 @@ function isMarked(bits: Uint8Array, i: number): boolean {
 /** Walks the whole committed volume and checks every checksum and invariant. */
 export async function checkStore(
   store: VolumeStore,
-  onProgress?: (treeBlocks: number) => void,
+  onProgress?: FsckOptions["onProgress"],
 ): Promise<CheckState> {
   const state: CheckState = {
     problems: [],
@@ -140,12 +140,17 @@ export async function checkStore(
       node: (block) => {
         markUsed(block, "a tree node");
         state.treeBlocks++;
-        if (onProgress !== undefined && state.treeBlocks % 1000 === 0) onProgress(state.treeBlocks);
       },
       item,
       dataBlock: (block, ino, fileBlock, crcOk) => {
         markUsed(block, `inode ${ino}`);
         state.dataBlocks++;
+        if (onProgress !== undefined && state.dataBlocks % 4096 === 0) {
+          onProgress({
+            blocksChecked: state.treeBlocks + state.dataBlocks,
+            blocksTotal: store.allocator.usedBlocks,
+          });
+        }
         dataPerIno.set(ino, (dataPerIno.get(ino) ?? 0) + 1);
         if (!crcOk)
           problem(

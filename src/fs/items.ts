@@ -2,7 +2,7 @@ import { crc32 } from "node:zlib";
 import { assert } from "../util/assert.ts";
 import { fromUtf8, readU48, readU64, utf8, viewOf, writeU48, writeU64 } from "./bytes.ts";
 import { FsError } from "./errors.ts";
-import { EXTENT_BLOCKS_MAX, ItemType, type Key, key } from "./layout.ts";
+import { DIR_FIRST_SEQ, EXTENT_BLOCKS_MAX, ItemType, type Key, key } from "./layout.ts";
 import type { FileType, Timespec } from "./types.ts";
 
 /** An inode as it lives in memory while an operation works on it. */
@@ -228,4 +228,35 @@ export function decodeExtent(fileBlock: number, bytes: Uint8Array): Extent {
   const crcs: number[] = [];
   for (let i = 0; i < count; i++) crcs.push(view.getUint32(8 + 4 * i, true));
   return { fileBlock, deviceBlock: readU48(view, 0), crcs };
+}
+
+/** A new, empty directory: two links (its entry and its own "."), no entries yet. */
+export function emptyDirectory(
+  ino: number,
+  gen: number,
+  parent: number,
+  owner: { mode: number; uid: number; gid: number },
+  now: Timespec,
+): Inode {
+  return {
+    ino,
+    gen,
+    type: "dir",
+    mode: owner.mode,
+    nlink: 2,
+    uid: owner.uid,
+    gid: owner.gid,
+    size: 0,
+    dataBlocks: 0,
+    rdevMajor: 0,
+    rdevMinor: 0,
+    atime: now,
+    mtime: now,
+    ctime: now,
+    change: 1,
+    parent,
+    nextSeq: DIR_FIRST_SEQ,
+    entryCount: 0,
+    verifier: null,
+  };
 }

@@ -7,7 +7,7 @@ import { utf8 } from "./bytes.ts";
 import { addEntry, findEntry, listEntries, removeEntry } from "./directory.ts";
 import { FsError } from "./errors.ts";
 import { blocksSpanned, freeAllData, readData, truncateData, writeData } from "./file-data.ts";
-import { type DirEntryRecord, type Inode, symlinkKey } from "./items.ts";
+import { type DirEntryRecord, emptyDirectory, type Inode, symlinkKey } from "./items.ts";
 import {
   DIR_FIRST_SEQ,
   FILE_BYTES_MAX,
@@ -795,27 +795,14 @@ export async function mkfs(device: BlockDevice, options: MkfsOptions = {}): Prom
   const clock = options.clock ?? systemClock;
   const now = clock.now();
   const store = await VolumeStore.format(device, now.sec);
-  const root: Inode = {
-    ino: ROOT_INO,
-    gen: store.generationFor(ROOT_INO),
-    type: "dir",
-    mode: 0o755,
-    nlink: 2,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    dataBlocks: 0,
-    rdevMajor: 0,
-    rdevMinor: 0,
-    atime: now,
-    mtime: now,
-    ctime: now,
-    change: 1,
-    parent: ROOT_INO,
-    nextSeq: DIR_FIRST_SEQ,
-    entryCount: 0,
-    verifier: null,
-  };
+  const root = emptyDirectory(
+    ROOT_INO,
+    store.generationFor(ROOT_INO),
+    ROOT_INO,
+    { mode: 0o755, uid: 0, gid: 0 },
+    now,
+  );
+
   store.inodeCount = 1;
   await store.putInode(root);
   await store.commit();
