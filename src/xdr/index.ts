@@ -1,0 +1,3 @@
+export { XdrReader } from "./reader.ts";
+export { XdrWriter } from "./writer.ts";
+export { XdrError } from "./xdr-error.ts";
