@@ -99,6 +99,11 @@ export class XdrReader {
     return this.bool() ? read() : undefined;
   }
 
+  /** The bytes not yet read, as a view (for checksumming arguments without consuming them). */
+  rest(): Uint8Array {
+    return this.bytes.subarray(this.at, this.end);
+  }
+
   /** Throws unless every byte was consumed: trailing garbage is malformed too. */
   finish(what: string): void {
     if (this.at !== this.end) throw new XdrError(`${what}: ${this.end - this.at} bytes left over`);

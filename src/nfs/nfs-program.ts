@@ -1,0 +1,156 @@
+import { crc32 } from "node:zlib";
+import type { Logger } from "pino";
+import { FsError, NFS3_STATUS } from "../fs/index.ts";
+import type { RpcCall, RpcOutcome, RpcProgram } from "../rpc/types.ts";
+import { XdrWriter } from "../xdr/index.ts";
+import type { DuplicateRequestCache } from "./dup-cache.ts";
+import { type ExportRule, type ExportTable, effectiveCredentials } from "./exports.ts";
+import type { ProcedureMetrics } from "./metrics.ts";
+import { NFS_PROGRAM, NFS_VERSION, NfsProc, type NfsProcName } from "./nfs3.ts";
+import { access } from "./proc/access.ts";
+import { commit } from "./proc/commit.ts";
+import { create } from "./proc/create.ts";
+import { fsinfo } from "./proc/fsinfo.ts";
+import { fsstat } from "./proc/fsstat.ts";
+import { getattr } from "./proc/getattr.ts";
+import { link } from "./proc/link.ts";
+import { lookup } from "./proc/lookup.ts";
+import { mkdir } from "./proc/mkdir.ts";
+import { mknod } from "./proc/mknod.ts";
+import { nullProc } from "./proc/null.ts";
+import { pathconf } from "./proc/pathconf.ts";
+import { read } from "./proc/read.ts";
+import { readdir } from "./proc/readdir.ts";
+import { readdirplus } from "./proc/readdirplus.ts";
+import { readlink } from "./proc/readlink.ts";
+import { remove } from "./proc/remove.ts";
+import { rename } from "./proc/rename.ts";
+import { rmdir } from "./proc/rmdir.ts";
+import { setattr } from "./proc/setattr.ts";
+import { symlink } from "./proc/symlink.ts";
+import { write } from "./proc/write.ts";
+import { type AnyNfsProcedure, NfsRequest, type NfsVolumeService } from "./procedure.ts";
+
+/** Every procedure of NFS v3: the type makes a missing one a compile error. */
+const PROCEDURES: { readonly [P in NfsProcName]: AnyNfsProcedure } = {
+  NULL: nullProc,
+  GETATTR: getattr,
+  SETATTR: setattr,
+  LOOKUP: lookup,
+  ACCESS: access,
+  READLINK: readlink,
+  READ: read,
+  WRITE: write,
+  CREATE: create,
+  MKDIR: mkdir,
+  SYMLINK: symlink,
+  MKNOD: mknod,
+  REMOVE: remove,
+  RMDIR: rmdir,
+  RENAME: rename,
+  LINK: link,
+  READDIR: readdir,
+  READDIRPLUS: readdirplus,
+  FSSTAT: fsstat,
+  FSINFO: fsinfo,
+  PATHCONF: pathconf,
+  COMMIT: commit,
+};
+
+const BY_NUMBER = new Map<number, AnyNfsProcedure>(
+  (Object.keys(PROCEDURES) as NfsProcName[]).map((name) => [NfsProc[name], PROCEDURES[name]]),
+);
+
+/** A rule that admits nobody: failures for unadmitted clients carry no attributes. */
+const NOBODY: ExportRule = {
+  clients: "",
+  access: "ro",
+  squash: "all_squash",
+  anonUid: 65534,
+  anonGid: 65534,
+};
+
+export interface NfsProgramOptions {
+  readonly service: NfsVolumeService;
+  /** The export rules in force (read per call, so they can change while serving). */
+  readonly exports: () => ExportTable;
+  readonly logger: Logger;
+  readonly metrics: ProcedureMetrics;
+  readonly dupCache: DuplicateRequestCache<RpcOutcome>;
+}
+
+function statusOf(outcome: RpcOutcome): number | undefined {
+  if (outcome.kind !== "success") return undefined;
+  const first = outcome.body[0];
+  if (first === undefined || first.length < 4) return undefined;
+  return new DataView(first.buffer, first.byteOffset, 4).getUint32(0);
+}
+
+/** NFS version 3 over the RPC layer, for one vserver's volume. */
+export function nfsProgram(options: NfsProgramOptions): RpcProgram {
+  const log = options.logger.child({ component: "nfs" });
+
+  async function execute(proc: AnyNfsProcedure, args: unknown, call: RpcCall): Promise<RpcOutcome> {
+    const rule = options.exports().ruleFor(call.client.address);
+    const admitted = rule !== undefined;
+    const req = new NfsRequest(
+      options.service,
+      call,
+      rule ?? NOBODY,
+      effectiveCredentials(rule ?? NOBODY, call.credential),
+      admitted,
+    );
+    const w = new XdrWriter();
+    try {
+      if (!admitted) throw new FsError("ACCES", `no export rule admits ${call.client.address}`);
+      if (proc.mutating && req.rule.access === "ro") throw new FsError("ROFS", "the export is read-only");
+      const extra = await proc.run(req, args, w);
+      return { kind: "success", body: extra === undefined ? [w.bytes()] : [w.bytes(), ...extra] };
+    } catch (error) {
+      if (!(error instanceof FsError)) throw error;
+      if (log.isLevelEnabled("debug"))
+        log.debug({ proc: proc.name, code: error.code, err: error.message }, "nfs error");
+      const f = new XdrWriter();
+      f.u32(NFS3_STATUS[error.code]);
+      await proc.failure(req, args, f);
+      return { kind: "success", body: [f.bytes()] };
+    }
+  }
+
+  async function dispatch(proc: AnyNfsProcedure, call: RpcCall): Promise<RpcOutcome> {
+    const started = performance.now();
+    let outcome: RpcOutcome | undefined;
+    try {
+      const argBytes = call.args.rest();
+      const args = proc.decode(call.args);
+      if (!proc.mutating) outcome = await execute(proc, args, call);
+      else {
+        const key = `${call.client.address}|${call.xid}|${call.procedure}|${crc32(argBytes)}|${argBytes.length}`;
+        outcome = await options.dupCache.run(
+          key,
+          () => execute(proc, args, call),
+          (reply) =>
+            statusOf(reply) === NFS3_STATUS.JUKEBOX
+              ? null
+              : reply.kind === "success"
+                ? reply.body.reduce((n, b) => n + b.length, 64)
+                : 64,
+        );
+      }
+      return outcome;
+    } finally {
+      const status = outcome === undefined ? undefined : statusOf(outcome);
+      options.metrics.record(proc.name, performance.now() - started, status !== 0 && proc.name !== "NULL");
+    }
+  }
+
+  return {
+    program: NFS_PROGRAM,
+    version: NFS_VERSION,
+    name: "nfs",
+    handler(procedure) {
+      const proc = BY_NUMBER.get(procedure);
+      return proc === undefined ? undefined : (call) => dispatch(proc, call);
+    },
+  };
+}

@@ -1,0 +1,100 @@
+import type { Attr, Credentials, NodeRef, Volume } from "../fs/index.ts";
+import { FsError, isFsError } from "../fs/index.ts";
+import type { RpcCall } from "../rpc/types.ts";
+import type { XdrReader, XdrWriter } from "../xdr/index.ts";
+import type { ExportRule } from "./exports.ts";
+import type { FileHandleCodec } from "./file-handle.ts";
+import type { NfsProcName } from "./nfs3.ts";
+
+/** What every NFS request of one vserver's volume works with. */
+export interface NfsVolumeService {
+  readonly vserverId: number;
+  readonly volumeId: number;
+  /** fattr3 fsid of the volume. */
+  readonly fsid: bigint;
+  readonly volume: Volume;
+  readonly handles: FileHandleCodec;
+  /** Changes whenever the volume is mounted by a new server instance (RFC 1813 WRITE verifier). */
+  readonly writeVerifier: Uint8Array;
+}
+
+/** One decoded request: who asks (after squashing), under which rule, on which volume. */
+export class NfsRequest {
+  readonly service: NfsVolumeService;
+  readonly call: RpcCall;
+  readonly rule: ExportRule;
+  readonly cred: Credentials;
+  /** False for a client no export rule admits: its failure replies carry no attributes. */
+  readonly admitted: boolean;
+
+  constructor(
+    service: NfsVolumeService,
+    call: RpcCall,
+    rule: ExportRule,
+    cred: Credentials,
+    admitted: boolean,
+  ) {
+    this.service = service;
+    this.call = call;
+    this.rule = rule;
+    this.cred = cred;
+    this.admitted = admitted;
+  }
+
+  get volume(): Volume {
+    return this.service.volume;
+  }
+
+  get fsid(): bigint {
+    return this.service.fsid;
+  }
+
+  /** The object a handle names; BADHANDLE unless it is this vserver's and this volume's. */
+  resolve(handle: Uint8Array): NodeRef {
+    const target = this.service.handles.decode(handle);
+    if (target.vserverId !== this.service.vserverId || target.volumeId !== this.service.volumeId) {
+      throw new FsError("BADHANDLE", "file handle belongs to another vserver or volume");
+    }
+    return target.ref;
+  }
+
+  handleOf(ref: NodeRef): Uint8Array {
+    return this.service.handles.encode({
+      vserverId: this.service.vserverId,
+      volumeId: this.service.volumeId,
+      ref,
+    });
+  }
+
+  /** Attributes for a failure reply's post-op fields: whatever can be had, nothing if not. */
+  async attrsIfAny(handle: Uint8Array): Promise<Attr | undefined> {
+    if (!this.admitted) return undefined;
+    try {
+      return await this.volume.getattr(this.resolve(handle));
+    } catch (error) {
+      if (isFsError(error)) return undefined;
+      throw error;
+    }
+  }
+}
+
+/**
+ * One NFS procedure: its arguments, decode, handler and failure body, in one file under proc/.
+ * `run` writes the status NFS3_OK and the success body; a FsError it throws becomes that error's
+ * status followed by `failure`'s body.
+ */
+export interface NfsProcedure<Args> {
+  readonly name: NfsProcName;
+  /** Changes state: refused on read-only exports and answered from the duplicate request cache. */
+  readonly mutating: boolean;
+  decode(r: XdrReader): Args;
+  /** Returns extra chunks to send after the writer's bytes (READ data), or nothing. */
+  run(req: NfsRequest, args: Args, w: XdrWriter): Promise<readonly Uint8Array[] | undefined>;
+  failure(req: NfsRequest, args: Args, w: XdrWriter): Promise<void>;
+}
+
+/**
+ * A procedure of any argument type, for the table. Sound because the table only ever passes a
+ * procedure the value its own `decode` returned (methods are checked bivariantly, which allows it).
+ */
+export type AnyNfsProcedure = NfsProcedure<unknown>;
