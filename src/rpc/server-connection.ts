@@ -1,0 +1,198 @@
+import type { Socket } from "node:net";
+import type { Logger } from "pino";
+import { assert } from "../util/assert.ts";
+import { encodeRecord, RecordDecoder, RecordMarkingError } from "./record-marking.ts";
+import type { ClientAddress } from "./types.ts";
+
+/** What to do once a record has been processed. */
+export type RecordResult =
+  | { readonly kind: "reply"; readonly message: readonly Uint8Array[] }
+  | { readonly kind: "none" }
+  /** The stream makes no sense any more: drop the connection (and the replies still to come). */
+  | { readonly kind: "close"; readonly reason: string };
+
+export type ProcessRecord = (record: Uint8Array, connection: ServerConnection) => Promise<RecordResult>;
+
+export interface ServerConnectionOptions {
+  readonly id: number;
+  readonly inFlightMax: number;
+  readonly recordBytesMax: number;
+  readonly fragmentsPerRecordMax: number;
+  readonly process: ProcessRecord;
+  readonly log: Logger;
+}
+
+/** A connection's state, for metrics, the admin API and tests of backpressure. */
+export interface RpcConnectionStats {
+  readonly connectionId: number;
+  readonly client: ClientAddress;
+  readonly inFlight: number;
+  /** Received bytes not yet parsed into records. */
+  readonly bufferedBytes: number;
+  /** Reading is paused: the in-flight bound is reached or the socket's writes are backed up. */
+  readonly readPaused: boolean;
+  /** The last reply write returned false; no new call starts until 'drain'. */
+  readonly writeBlocked: boolean;
+}
+
+/** "::ffff:10.0.0.1" (an IPv4 client of a dual-stack socket) is 10.0.0.1 to export rules and caches. */
+export function normalizeAddress(address: string | undefined): string {
+  if (address === undefined) return "";
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice("::ffff:".length) : address;
+}
+
+/**
+ * One client connection: reads records while its in-flight work is under the bound and its socket
+ * is not backed up, starts each, and writes each reply as it completes (in any order).
+ */
+export class ServerConnection {
+  readonly id: number;
+  readonly client: ClientAddress;
+  private readonly socket: Socket;
+  private readonly decoder: RecordDecoder;
+  private readonly options: ServerConnectionOptions;
+  private readonly log: Logger;
+  private inFlight = 0;
+  private writeBlocked = false;
+  private paused = false;
+  private readEnded = false;
+  private closing = false;
+  private ended = false;
+  /** Resolves once the socket is fully closed. */
+  readonly closed: Promise<void>;
+
+  constructor(socket: Socket, options: ServerConnectionOptions) {
+    this.id = options.id;
+    this.socket = socket;
+    this.options = options;
+    this.client = { address: normalizeAddress(socket.remoteAddress), port: socket.remotePort ?? 0 };
+    this.log = options.log.child({ connectionId: options.id, client: this.client.address });
+    this.decoder = new RecordDecoder({
+      recordBytesMax: options.recordBytesMax,
+      fragmentsPerRecordMax: options.fragmentsPerRecordMax,
+    });
+    this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("end", () => this.onEnd());
+    socket.on("drain", () => this.onDrain());
+    // ECONNRESET and the like: 'close' follows, which is all the connection needs to know.
+    socket.on("error", (error) => this.log.debug({ err: error }, "socket error"));
+  }
+
+  get stats(): RpcConnectionStats {
+    return {
+      connectionId: this.id,
+      client: this.client,
+      inFlight: this.inFlight,
+      bufferedBytes: this.decoder.bufferedBytes,
+      readPaused: this.paused,
+      writeBlocked: this.writeBlocked,
+    };
+  }
+
+  /** Stops taking calls; the socket ends once the calls in flight have been answered. */
+  startClosing(): void {
+    if (this.closing) return;
+    this.closing = true;
+    // Keep reading (and discarding) so the client's FIN is seen and the socket can close.
+    this.setPaused(false);
+    this.endWhenIdle();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    this.decoder.push(chunk);
+    this.pump();
+  }
+
+  private onEnd(): void {
+    this.readEnded = true;
+    // allowHalfOpen: the client may have sent its last call and shut down its side; answer first.
+    if (this.closing) this.endWhenIdle();
+    else this.pump();
+  }
+
+  private onDrain(): void {
+    this.writeBlocked = false;
+    if (this.closing) return;
+    this.pump();
+  }
+
+  /** Starts the records already received, as far as the bounds allow; pauses reading beyond them. */
+  private pump(): void {
+    while (!this.closing && !this.writeBlocked && this.inFlight < this.options.inFlightMax) {
+      let record: Uint8Array | undefined;
+      try {
+        record = this.decoder.next();
+      } catch (error) {
+        if (!(error instanceof RecordMarkingError)) throw error;
+        this.log.warn({ err: error }, "closing connection: record framing");
+        this.socket.destroy();
+        return;
+      }
+      if (record === undefined) {
+        if (this.readEnded) this.endWhenIdle();
+        else this.setPaused(false);
+        return;
+      }
+      this.start(record);
+    }
+    if (!this.closing) this.setPaused(true);
+  }
+
+  private start(record: Uint8Array): void {
+    this.inFlight++;
+    this.options.process(record, this).then(
+      (result) => this.finish(result),
+      (error: unknown) => {
+        // process answers every failure it expects; this is a bug, but one connection's, not the server's.
+        this.log.error({ err: error }, "record processing failed");
+        this.finish({ kind: "close", reason: "internal error" });
+      },
+    );
+  }
+
+  private finish(result: RecordResult): void {
+    this.inFlight--;
+    assert(this.inFlight >= 0, "in-flight count went negative");
+    if (result.kind === "reply") this.write(result.message);
+    if (result.kind === "close") {
+      if (this.log.isLevelEnabled("debug")) this.log.debug({ reason: result.reason }, "closing connection");
+      this.socket.destroy();
+      return;
+    }
+    // While closing nothing new starts; otherwise pump, which also ends a half-closed connection once idle.
+    if (this.closing) this.endWhenIdle();
+    else this.pump();
+  }
+
+  private write(message: readonly Uint8Array[]): void {
+    // A reply for a client that has gone is dropped: it will retransmit on its next connection.
+    if (this.socket.destroyed || this.ended) return;
+    let accepted = true;
+    this.socket.cork();
+    for (const chunk of encodeRecord(message)) accepted = this.socket.write(chunk);
+    this.socket.uncork();
+    if (!accepted) this.writeBlocked = true;
+  }
+
+  /** Ends the socket once nothing is in flight and (unless closing) nothing more can be read. */
+  private endWhenIdle(): void {
+    if (this.ended || this.inFlight > 0) return;
+    if (!this.closing && !this.readEnded) return;
+    this.ended = true;
+    this.socket.end();
+  }
+
+  private setPaused(paused: boolean): void {
+    if (this.paused === paused || this.socket.destroyed) return;
+    this.paused = paused;
+    if (paused) this.socket.pause();
+    else this.socket.resume();
+  }
+}
