@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { registerDemo } from "./demo.ts";
 import { registerFsck } from "./fsck.ts";
 import { registerMkfs } from "./mkfs.ts";
+import { registerServe } from "./serve.ts";
 
 /** Usage errors exit 2, as most Unix tools do (commander alone would exit 1). */
 const EXIT_USAGE = 2;
@@ -14,6 +15,7 @@ function buildProgram(): Command {
     .addHelpText("after", "\nExample:\n  flotilla mkfs /tmp/vol --size 1G && flotilla fsck /tmp/vol");
   registerMkfs(program);
   registerFsck(program);
+  registerServe(program);
   registerDemo(program);
   return program;
 }

@@ -13,7 +13,9 @@ export class XdrReader {
   private readonly end: number;
 
   constructor(bytes: Uint8Array, start = 0, end = bytes.length) {
-    this.bytes = bytes;
+    // A plain Uint8Array view even of a Buffer: Buffer's slice() is a view, Uint8Array's a copy,
+    // and callers that slice() what they read mean to keep a copy.
+    this.bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.at = start;
     this.end = end;
