@@ -84,6 +84,7 @@ export class RpcClient implements AsyncDisposable {
   private readonly closedPromise: Promise<void>;
   private closeReason: Error | undefined;
   private isClosed = false;
+  private corked = false;
 
   private constructor(socket: Socket, options: RpcClientOptions) {
     this.socket = socket;
@@ -194,9 +195,7 @@ export class RpcClient implements AsyncDisposable {
         },
       };
       this.pending.set(xid, { resolve, reject, cleanup });
-      this.socket.cork();
-      for (const chunk of chunks) this.socket.write(chunk);
-      this.socket.uncork();
+      this.write(chunks);
     });
   }
 
@@ -221,6 +220,21 @@ export class RpcClient implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+
+  private write(chunks: readonly Uint8Array[]): void {
+    // Calls made in the same tick leave in one writev.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    for (const chunk of chunks) this.socket.write(chunk);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   private settle(xid: number): Pending | undefined {
     const pending = this.pending.get(xid);

@@ -17,6 +17,7 @@ export {
   encodeAuthSys,
   encodeCall,
   encodeReply,
+  encodeReplyRecord,
   MsgType,
   type OpaqueAuth,
   RejectStat,
@@ -44,6 +45,7 @@ export {
   type RecordDecoderOptions,
   RecordMarkingError,
   type RecordMarkingErrorCode,
+  writeFragmentHeader,
 } from "./record-marking.ts";
 export { RPC_CLOSE_TIMEOUT_MS, RPC_CONNECTIONS_MAX, RpcServer, type RpcServerOptions } from "./server.ts";
 export { normalizeAddress, type RpcConnectionStats } from "./server-connection.ts";

@@ -1,5 +1,6 @@
 import { assert, unreachable } from "../util/assert.ts";
 import { XdrError, XdrReader, XdrWriter } from "../xdr/index.ts";
+import { FRAGMENT_HEADER_BYTES, writeFragmentHeader } from "./record-marking.ts";
 import {
   AcceptStat,
   AUTH_SYS_GIDS_MAX,
@@ -29,6 +30,7 @@ export interface OpaqueAuth {
 const textEncoder = new TextEncoder();
 const AUTH_NONE: OpaqueAuth = { flavor: AuthFlavor.NONE, body: new Uint8Array(0) };
 const AUTH_STATS: readonly AuthStatCode[] = Object.values(AuthStat);
+const NO_BODY: readonly Uint8Array[] = [];
 /** Largest reply header: xid, msg_type, reply_stat, verifier (empty), accept_stat, low, high. */
 const REPLY_HEADER_BYTES_MAX = 32;
 
@@ -186,36 +188,57 @@ export type ReplyToEncode =
 /** A reply message: its header, then (for success) the body chunks, not copied. Not record-marked. */
 export function encodeReply(xid: number, reply: ReplyToEncode): Uint8Array[] {
   const writer = new XdrWriter(REPLY_HEADER_BYTES_MAX);
+  const body = writeReplyHeader(writer, xid, reply);
+  return [writer.bytes(), ...body];
+}
+
+/**
+ * A reply as one record ready for the socket: the record mark shares the reply header's buffer, so a
+ * reply is one small allocation plus the body chunks (not copied).
+ */
+export function encodeReplyRecord(xid: number, reply: ReplyToEncode): Uint8Array[] {
+  const writer = new XdrWriter(FRAGMENT_HEADER_BYTES + REPLY_HEADER_BYTES_MAX);
+  writer.u32(0); // the record mark, set once the length is known
+  const body = writeReplyHeader(writer, xid, reply);
+  const header = writer.bytes();
+  let recordBytes = header.length - FRAGMENT_HEADER_BYTES;
+  for (const chunk of body) recordBytes += chunk.length;
+  writeFragmentHeader(header, recordBytes, true);
+  return [header, ...body];
+}
+
+/** Writes the reply header into `writer`; returns the body chunks that follow it. */
+function writeReplyHeader(writer: XdrWriter, xid: number, reply: ReplyToEncode): readonly Uint8Array[] {
   writer.u32(xid).u32(MsgType.REPLY);
   if (reply.kind === "rpc-mismatch") {
     writer.u32(ReplyStat.MSG_DENIED).u32(RejectStat.RPC_MISMATCH).u32(RPC_VERSION).u32(RPC_VERSION);
-    return [writer.bytes()];
+    return NO_BODY;
   }
   if (reply.kind === "auth-error") {
     writer.u32(ReplyStat.MSG_DENIED).u32(RejectStat.AUTH_ERROR).u32(reply.stat);
-    return [writer.bytes()];
+    return NO_BODY;
   }
   // Accepted: our verifier is always AUTH_NONE (we take AUTH_NONE and AUTH_SYS only).
   writer.u32(ReplyStat.MSG_ACCEPTED).u32(AuthFlavor.NONE).u32(0);
   switch (reply.kind) {
     case "success":
       writer.u32(AcceptStat.SUCCESS);
-      return [writer.bytes(), ...reply.body];
+      return reply.body;
     case "prog-mismatch":
       writer.u32(AcceptStat.PROG_MISMATCH).u32(reply.low).u32(reply.high);
-      return [writer.bytes()];
+      return NO_BODY;
     case "prog-unavail":
       writer.u32(AcceptStat.PROG_UNAVAIL);
-      return [writer.bytes()];
+      return NO_BODY;
     case "proc-unavail":
       writer.u32(AcceptStat.PROC_UNAVAIL);
-      return [writer.bytes()];
+      return NO_BODY;
     case "garbage-args":
       writer.u32(AcceptStat.GARBAGE_ARGS);
-      return [writer.bytes()];
+      return NO_BODY;
     case "system-error":
       writer.u32(AcceptStat.SYSTEM_ERR);
-      return [writer.bytes()];
+      return NO_BODY;
     default:
       return unreachable(reply, "reply kind");
   }

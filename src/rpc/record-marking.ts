@@ -177,11 +177,21 @@ export class RecordDecoder {
   }
 }
 
-function fragmentHeader(fragmentBytes: number, isLast: boolean): Uint8Array {
+/** Writes a record-marking header for a fragment of `fragmentBytes` into the first 4 bytes of `target`. */
+export function writeFragmentHeader(target: Uint8Array, fragmentBytes: number, isLast: boolean): void {
   assert(Number.isInteger(fragmentBytes), "fragment length is an integer");
   assert(fragmentBytes >= 0 && fragmentBytes <= FRAGMENT_BYTES_MASK, `fragment of ${fragmentBytes} bytes`);
+  assert(target.length >= FRAGMENT_HEADER_BYTES, "room for a fragment header");
+  new DataView(target.buffer, target.byteOffset, FRAGMENT_HEADER_BYTES).setUint32(
+    0,
+    (isLast ? LAST_FRAGMENT_BIT : 0) + fragmentBytes,
+    false,
+  );
+}
+
+function fragmentHeader(fragmentBytes: number, isLast: boolean): Uint8Array {
   const header = new Uint8Array(FRAGMENT_HEADER_BYTES);
-  new DataView(header.buffer).setUint32(0, (isLast ? LAST_FRAGMENT_BIT : 0) + fragmentBytes, false);
+  writeFragmentHeader(header, fragmentBytes, isLast);
   return header;
 }
 

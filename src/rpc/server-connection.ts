@@ -1,12 +1,13 @@
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import { assert } from "../util/assert.ts";
-import { encodeRecord, RecordDecoder, RecordMarkingError } from "./record-marking.ts";
+import { RecordDecoder, RecordMarkingError } from "./record-marking.ts";
 import type { ClientAddress } from "./types.ts";
 
 /** What to do once a record has been processed. */
 export type RecordResult =
-  | { readonly kind: "reply"; readonly message: readonly Uint8Array[] }
+  /** A reply, record marking included. */
+  | { readonly kind: "reply"; readonly record: readonly Uint8Array[] }
   | { readonly kind: "none" }
   /** The stream makes no sense any more: drop the connection (and the replies still to come). */
   | { readonly kind: "close"; readonly reason: string };
@@ -58,6 +59,7 @@ export class ServerConnection {
   private readEnded = false;
   private closing = false;
   private ended = false;
+  private corked = false;
   /** Resolves once the socket is fully closed. */
   readonly closed: Promise<void>;
 
@@ -160,7 +162,7 @@ export class ServerConnection {
   private finish(result: RecordResult): void {
     this.inFlight--;
     assert(this.inFlight >= 0, "in-flight count went negative");
-    if (result.kind === "reply") this.write(result.message);
+    if (result.kind === "reply") this.write(result.record);
     if (result.kind === "close") {
       if (this.log.isLevelEnabled("debug")) this.log.debug({ reason: result.reason }, "closing connection");
       this.socket.destroy();
@@ -171,15 +173,24 @@ export class ServerConnection {
     else this.pump();
   }
 
-  private write(message: readonly Uint8Array[]): void {
+  private write(record: readonly Uint8Array[]): void {
     // A reply for a client that has gone is dropped: it will retransmit on its next connection.
     if (this.socket.destroyed || this.ended) return;
+    // Replies that complete in the same tick leave in one writev: one system call, not one each.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
     let accepted = true;
-    this.socket.cork();
-    for (const chunk of encodeRecord(message)) accepted = this.socket.write(chunk);
-    this.socket.uncork();
+    for (const chunk of record) accepted = this.socket.write(chunk);
     if (!accepted) this.writeBlocked = true;
   }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   /** Ends the socket once nothing is in flight and (unless closing) nothing more can be read. */
   private endWhenIdle(): void {

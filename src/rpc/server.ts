@@ -3,7 +3,7 @@ import { type Logger, pino } from "pino";
 import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { XdrError } from "../xdr/index.ts";
-import { decodeCall, encodeReply } from "./message.ts";
+import { decodeCall, encodeReplyRecord } from "./message.ts";
 import { afterDelay } from "./one-shot.ts";
 import { ProgramRegistry } from "./program-registry.ts";
 import {
@@ -178,18 +178,18 @@ export class RpcServer implements AsyncDisposable {
       case "unparseable":
         return { kind: "close", reason: decoded.reason };
       case "rpc-mismatch":
-        return { kind: "reply", message: encodeReply(decoded.xid, { kind: "rpc-mismatch" }) };
+        return { kind: "reply", record: encodeReplyRecord(decoded.xid, { kind: "rpc-mismatch" }) };
       case "auth-error":
         if (this.log.isLevelEnabled("debug")) {
           this.log.debug({ xid: decoded.xid, reason: decoded.reason }, "credential refused");
         }
-        return { kind: "reply", message: encodeReply(decoded.xid, decoded) };
+        return { kind: "reply", record: encodeReplyRecord(decoded.xid, decoded) };
       case "call":
         break;
     }
     const resolution = this.registry.resolve(decoded.program, decoded.version, decoded.procedure);
     if (resolution.kind !== "handler") {
-      return { kind: "reply", message: encodeReply(decoded.xid, resolution) };
+      return { kind: "reply", record: encodeReplyRecord(decoded.xid, resolution) };
     }
     const call: RpcCall = {
       xid: decoded.xid,
@@ -203,7 +203,7 @@ export class RpcServer implements AsyncDisposable {
     };
     const outcome = await this.runHandler(resolution.handler, call, resolution.program.name);
     if (outcome.kind === "drop") return NO_REPLY;
-    return { kind: "reply", message: encodeReply(call.xid, outcome) };
+    return { kind: "reply", record: encodeReplyRecord(call.xid, outcome) };
   }
 
   private async runHandler(handler: RpcHandler, call: RpcCall, programName: string): Promise<RpcOutcome> {

@@ -10,7 +10,9 @@ import {
   decodeReply,
   encodeAuthSys,
   encodeCall,
+  encodeRecord,
   encodeReply,
+  encodeReplyRecord,
   type ReplyToEncode,
   RpcReplyError,
   resultsOf,
@@ -190,4 +192,18 @@ test("reply: malformed replies are XdrErrors; resultsOf refuses what is not SUCC
     () => resultsOf(reply),
     (error) => error instanceof RpcReplyError && error.reply === reply,
   );
+});
+
+test("reply: encodeReplyRecord is encodeReply with the record mark in the header's buffer", () => {
+  const body = [words(1, 2), new Uint8Array(0), words(3)];
+  const replies: ReplyToEncode[] = [
+    { kind: "success", body },
+    { kind: "prog-mismatch", low: 1, high: 3 },
+    { kind: "auth-error", stat: AuthStat.BADCRED },
+  ];
+  for (const reply of replies) {
+    const record = encodeReplyRecord(9, reply);
+    assert.deepEqual(concat(record), concat(encodeRecord(encodeReply(9, reply))), reply.kind);
+    if (reply.kind === "success") assert.equal(record[1], body[0], "the body is passed through, not copied");
+  }
 });
