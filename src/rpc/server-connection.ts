@@ -127,6 +127,8 @@ export class ServerConnection {
 
   /** Starts the records already received, as far as the bounds allow; pauses reading beyond them. */
   private pump(): void {
+    // A connection cut for a protocol violation still sees its in-flight calls finish: start nothing.
+    if (this.socket.destroyed) return;
     while (!this.closing && !this.writeBlocked && this.inFlight < this.options.inFlightMax) {
       let record: Uint8Array | undefined;
       try {
@@ -164,7 +166,7 @@ export class ServerConnection {
     assert(this.inFlight >= 0, "in-flight count went negative");
     if (result.kind === "reply") this.write(result.record);
     if (result.kind === "close") {
-      if (this.log.isLevelEnabled("debug")) this.log.debug({ reason: result.reason }, "closing connection");
+      this.log.warn({ reason: result.reason }, "closing connection");
       this.socket.destroy();
       return;
     }

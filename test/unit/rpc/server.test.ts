@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { pino } from "pino";
 import {
   AuthFlavor,
   AuthStat,
@@ -233,6 +234,34 @@ test("server: a record over the bound closes that connection only", async () => 
   await bad.waitForClose();
   assert.deepEqual(await echo(good, Uint8Array.of(5)), Uint8Array.of(5));
   await turnsUntil(() => started.server.connectionCount === 1);
+});
+
+test("server: a connection cut with calls in flight logs once, at warn, and its late replies go nowhere", async () => {
+  const lines: { level: number; msg: string; component?: string }[] = [];
+  const logger = pino({ level: "debug" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  await using started = await startServer({ logger });
+  await using client = await RpcClient.connect("127.0.0.1", started.port);
+  const inFlight = client.call(TOY_PROGRAM, 1, ToyProcedure.GATED, u32Args(1));
+  const cut = assert.rejects(inFlight, rejectsWithCode("CONNECTION_CLOSED"));
+  await started.state.until((state) => state.active === 1);
+  const header = new Uint8Array(4);
+  new DataView(header.buffer).setUint32(0, 0xffff_ffff);
+  await client.sendRaw(header);
+  await cut;
+  started.state.release();
+  await started.state.until((state) => state.active === 0);
+  // The rest of the call's completion runs in microtasks: all of it is done by the next turn.
+  await new Promise((resolve) => setImmediate(resolve));
+  await turnsUntil(() => started.server.connectionCount === 0);
+  const warnings = lines.filter((line) => line.level === 40);
+  assert.deepEqual(
+    warnings.map((line) => [line.component, line.msg]),
+    [["rpc", "closing connection: record framing"]],
+  );
+  assert.ok(
+    lines.every((line) => line.level < 50),
+    "nothing at error level",
+  );
 });
 
 test("server: too many fragments in one record closes that connection only", async () => {
