@@ -37,7 +37,10 @@ export class XdrWriter {
   }
 
   i32(value: number): this {
-    assert(Number.isInteger(value) && value >= -0x80000000 && value <= 0x7fffffff, `i32 out of range: ${value}`);
+    assert(
+      Number.isInteger(value) && value >= -0x80000000 && value <= 0x7fffffff,
+      `i32 out of range: ${value}`,
+    );
     this.room(4);
     this.view.setInt32(this.at, value, false);
     this.at += 4;
