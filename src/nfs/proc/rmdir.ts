@@ -1,19 +1,4 @@
-import { NFS3_OK } from "../nfs3.ts";
-import type { NfsProcedure } from "../procedure.ts";
-import { type DirOpArgs, readDirOpArgs, writeWcc } from "../xdr3.ts";
+import { removalProcedure } from "./removal.ts";
 
 /** RMDIR (RFC 1813 3.3.13): an empty directory. */
-export const rmdir: NfsProcedure<DirOpArgs> = {
-  name: "RMDIR",
-  mutating: true,
-  decode: readDirOpArgs,
-  async run(req, args, w) {
-    const wcc = await req.volume.rmdir(req.cred, req.resolve(args.dir), args.name);
-    w.u32(NFS3_OK);
-    writeWcc(w, wcc, req.fsid);
-    return undefined;
-  },
-  async failure(req, args, w) {
-    writeWcc(w, { after: await req.attrsIfAny(args.dir) }, req.fsid);
-  },
-};
+export const rmdir = removalProcedure("RMDIR", (volume, cred, dir, name) => volume.rmdir(cred, dir, name));
