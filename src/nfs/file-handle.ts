@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import { FsError, type NodeRef } from "../fs/index.ts";
 import { assert } from "../util/assert.ts";
 
@@ -23,11 +23,12 @@ export interface HandleTarget {
  * file system says so).
  */
 export class FileHandleCodec {
-  private readonly key: Uint8Array;
+  /** Made once: a raw key passed to createHmac is turned into a new KeyObject on every call. */
+  private readonly key: KeyObject;
 
   constructor(key: Uint8Array) {
     assert(key.length >= HANDLE_KEY_BYTES_MIN, `a handle key needs ${HANDLE_KEY_BYTES_MIN} bytes`);
-    this.key = key;
+    this.key = createSecretKey(key);
   }
 
   private mac(payload: Uint8Array): Uint8Array {
