@@ -1,3 +1,4 @@
+import { ACCESS } from "../../fs/index.ts";
 import { NFS3_OK } from "../nfs3.ts";
 import type { NfsProcedure } from "../procedure.ts";
 import { readFh, writePostOpAttr } from "../xdr3.ts";
@@ -15,7 +16,8 @@ export const access: NfsProcedure<AccessArgs> = {
   async run(req, args, w) {
     const { granted, attr } = await req.volume.access(req.cred, req.resolve(args.object), args.mask);
     // A read-only export grants no right to change anything.
-    const allowed = req.rule.access === "ro" ? granted & ~(0x04 | 0x08 | 0x10) : granted;
+    const allowed =
+      req.rule.access === "ro" ? granted & ~(ACCESS.MODIFY | ACCESS.EXTEND | ACCESS.DELETE) : granted;
     w.u32(NFS3_OK);
     writePostOpAttr(w, attr, req.fsid);
     w.u32(allowed);

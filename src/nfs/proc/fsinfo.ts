@@ -1,3 +1,4 @@
+import { FILE_BYTES_MAX } from "../../fs/index.ts";
 import {
   DIR_BYTES_PREF,
   FSF3_CANSETTIME,
@@ -14,9 +15,6 @@ import { readFh, writePostOpAttr, writeTime } from "../xdr3.ts";
 interface FsinfoArgs {
   readonly root: Uint8Array;
 }
-
-/** Largest file the volume holds (2^43 bytes). */
-const FILE_BYTES_MAX = 2 ** 43;
 
 /** FSINFO (RFC 1813 3.3.19): transfer sizes (1 MiB), limits and properties. */
 export const fsinfo: NfsProcedure<FsinfoArgs> = {

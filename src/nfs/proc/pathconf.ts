@@ -1,3 +1,4 @@
+import { NAME_BYTES_MAX, NLINK_MAX } from "../../fs/index.ts";
 import { NFS3_OK } from "../nfs3.ts";
 import type { NfsProcedure } from "../procedure.ts";
 import { readFh, writePostOpAttr } from "../xdr3.ts";
@@ -15,7 +16,7 @@ export const pathconf: NfsProcedure<PathconfArgs> = {
     const attr = await req.volume.getattr(req.resolve(args.object));
     w.u32(NFS3_OK);
     writePostOpAttr(w, attr, req.fsid);
-    w.u32(65_000).u32(255).bool(true).bool(true).bool(false).bool(true);
+    w.u32(NLINK_MAX).u32(NAME_BYTES_MAX).bool(true).bool(true).bool(false).bool(true);
     return undefined;
   },
   async failure(req, args, w) {
