@@ -1,0 +1,2 @@
+export { EmbeddedStore, HISTORY_EVENTS_MAX } from "./embedded-store.ts";
+export * from "./types.ts";
