@@ -123,11 +123,17 @@ async function flotillaSmallFiles(volume: Volume, count: number): Promise<FileRa
   await volume.commit();
   const end = performance.now();
   progressDone();
+  return ratesOf(count, start, created, statted, end);
+}
+
+/** Per-second rates of each phase, from the phase boundaries in milliseconds. */
+function ratesOf(count: number, start: number, created: number, statted: number, end: number): FileRates {
+  const perSec = (from: number, to: number): number => count / ((to - from) / 1000);
   return {
-    createPerSec: count / ((created - start) / 1000),
-    statPerSec: count / ((statted - created) / 1000),
-    removePerSec: count / ((end - statted) / 1000),
-    filesPerSec: count / ((end - start) / 1000),
+    createPerSec: perSec(start, created),
+    statPerSec: perSec(created, statted),
+    removePerSec: perSec(statted, end),
+    filesPerSec: perSec(start, end),
   };
 }
 
@@ -146,12 +152,7 @@ async function hostSmallFiles(dir: string, count: number): Promise<FileRates> {
   for (let i = 0; i < count; i++) await unlink(path(i));
   const end = performance.now();
   progressDone();
-  return {
-    createPerSec: count / ((created - start) / 1000),
-    statPerSec: count / ((statted - created) / 1000),
-    removePerSec: count / ((end - statted) / 1000),
-    filesPerSec: count / ((end - start) / 1000),
-  };
+  return ratesOf(count, start, created, statted, end);
 }
 
 // ---- (b) one big file ----

@@ -2,7 +2,7 @@ import { BLOCK_BYTES, BLOCK_RUN_COUNT_MAX } from "../block/index.ts";
 import { checksum } from "./bytes.ts";
 import { isFsError } from "./errors.ts";
 import { decodeExtent, type Extent } from "./items.ts";
-import { compareKeys, type Key } from "./layout.ts";
+import { compareKeys, ItemType, type Key } from "./layout.ts";
 import type { VolumeStore } from "./store.ts";
 import type { ChildRef, InternalNode } from "./tree-node.ts";
 import { isLeaf } from "./tree-node.ts";
@@ -60,7 +60,7 @@ async function walkRef(
         continue;
       }
       visitor.item(k, node.values[i]!);
-      if (k.type === 4 && readData) await walkExtentData(store, visitor, k, node.values[i]!);
+      if (k.type === ItemType.EXTENT && readData) await walkExtentData(store, visitor, k, node.values[i]!);
     }
     return;
   }

@@ -149,14 +149,16 @@ class FlotillaVolume implements Volume {
 
   /** Makes sure `dataBlocks` can be allocated and the commit will still find room for its metadata. */
   private async ensureSpace(dataBlocks: number, kind: "grow" | "shrink"): Promise<void> {
-    const reserve =
-      this.store.tree.dirtyNodeCount + (kind === "grow" ? RESERVE_GROW_BLOCKS : RESERVE_SHRINK_BLOCKS);
-    if (this.store.allocator.freeBlocks - dataBlocks >= reserve) return;
+    const fits = (): boolean => {
+      const reserve =
+        this.store.tree.dirtyNodeCount + (kind === "grow" ? RESERVE_GROW_BLOCKS : RESERVE_SHRINK_BLOCKS);
+      return this.store.allocator.freeBlocks - dataBlocks >= reserve;
+    };
+    if (fits()) return;
+    // Blocks freed in the open transaction group become free once it commits.
     if (this.store.hasChanges) {
       await this.store.commit();
-      const again =
-        this.store.tree.dirtyNodeCount + (kind === "grow" ? RESERVE_GROW_BLOCKS : RESERVE_SHRINK_BLOCKS);
-      if (this.store.allocator.freeBlocks - dataBlocks >= again) return;
+      if (fits()) return;
     }
     throw new FsError(
       "NOSPC",
@@ -380,7 +382,7 @@ class FlotillaVolume implements Volume {
     name: string,
     type: FileType,
     attrs: CreateAttrs,
-    extra: { rdev?: DeviceNumbers; verifier?: Uint8Array },
+    extra: { rdev?: DeviceNumbers; verifier?: Uint8Array; size?: number },
   ): Promise<CreateResult> {
     await this.ensureSpace(0, "grow");
     const before = wccOf(dir);
@@ -398,7 +400,7 @@ class FlotillaVolume implements Volume {
       nlink: type === "dir" ? 2 : 1,
       uid: root && attrs.uid !== undefined ? attrs.uid : cred.uid,
       gid: root && attrs.gid !== undefined ? attrs.gid : setgidDir ? dir.gid : cred.gid,
-      size: 0,
+      size: extra.size ?? 0,
       dataBlocks: 0,
       rdevMajor: extra.rdev?.major ?? 0,
       rdevMinor: extra.rdev?.minor ?? 0,
@@ -497,20 +499,12 @@ class FlotillaVolume implements Volume {
         );
       }
       if (existing !== null) throw new FsError("EXIST", `"${name}" exists`);
-      const result = await this.makeNode(
-        cred,
-        dir,
-        nameBytes,
-        name,
-        "lnk",
-        { ...attrs, size: undefined },
-        {},
-      );
+      const attrsOfLink = { ...attrs, size: undefined };
+      const result = await this.makeNode(cred, dir, nameBytes, name, "lnk", attrsOfLink, {
+        size: targetBytes.length,
+      });
       await this.store.tree.put(symlinkKey(result.ref.ino), targetBytes);
-      const inode = await this.inodeOf(result.ref);
-      inode.size = targetBytes.length;
-      await this.store.putInode(inode);
-      return { ...result, attr: this.attrOf(inode) };
+      return result;
     });
   }
 
