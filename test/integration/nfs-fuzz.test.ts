@@ -16,7 +16,7 @@ import { encodeCall, encodeRecord } from "../../src/rpc/index.ts";
 import { SeededRandom } from "../../src/util/random.ts";
 import { XdrWriter } from "../../src/xdr/index.ts";
 import { NFS, NfsTestClient, ROOT_CRED, resultsOf } from "../support/nfs-test-client.ts";
-import { RawPeer } from "../unit/rpc/raw-peer.ts";
+import { RawPeer } from "../support/raw-peer.ts";
 
 const SEED = Number(process.env.FLOTILLA_FUZZ_SEED ?? Date.now() % 1_000_000);
 const ROUNDS = Number(process.env.FLOTILLA_FUZZ_ROUNDS ?? 600);

@@ -12,7 +12,7 @@ import {
   RpcServer,
 } from "../../../src/rpc/index.ts";
 import { SeededRandom } from "../../../src/util/random.ts";
-import { RawPeer, turnsUntil } from "./raw-peer.ts";
+import { RawPeer, turnsUntil } from "../../support/raw-peer.ts";
 import { echo, TOY_PROGRAM, ToyProcedure, ToyState, toyPrograms } from "./toy-program.ts";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_123);

@@ -19,7 +19,7 @@ import {
 } from "../../../src/rpc/index.ts";
 import { SeededRandom } from "../../../src/util/random.ts";
 import { XdrWriter } from "../../../src/xdr/index.ts";
-import { RawPeer, turnsUntil } from "./raw-peer.ts";
+import { RawPeer, turnsUntil } from "../../support/raw-peer.ts";
 import { echo, echoArgs, TOY_PROGRAM, ToyProcedure, ToyState, toyPrograms, u32Args } from "./toy-program.ts";
 
 interface Started {

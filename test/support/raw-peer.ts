@@ -1,5 +1,5 @@
 import { connect, type Socket } from "node:net";
-import { decodeReply, RecordDecoder, type RpcReply } from "../../../src/rpc/index.ts";
+import { decodeReply, RecordDecoder, type RpcReply } from "../../src/rpc/index.ts";
 
 /**
  * A bare TCP peer of an RPC server: it writes whatever it is given, can stop reading, half-close,
