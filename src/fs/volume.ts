@@ -2,6 +2,7 @@ import type { BlockDevice } from "../block/index.ts";
 import { BLOCK_BYTES } from "../block/index.ts";
 import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
+import { RwLock } from "../util/rw-lock.ts";
 import type { MkfsOptions, MountOptions } from "./api.ts";
 import { utf8 } from "./bytes.ts";
 import { addEntry, findEntry, listEntries, removeEntry } from "./directory.ts";
@@ -27,7 +28,6 @@ import {
   W_OK,
   X_OK,
 } from "./permissions.ts";
-import { RwLock } from "./rw-lock.ts";
 import { NotAVolumeError, VolumeStore } from "./store.ts";
 import type {
   Attr,
