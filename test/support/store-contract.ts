@@ -13,10 +13,16 @@ const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 const text = (b: Uint8Array | undefined): string | undefined =>
   b === undefined ? undefined : new TextDecoder().decode(b);
 
-/** Waits, one macrotask at a time, until `condition` holds or `turns` pass. */
-async function until(condition: () => boolean, turns = 1000): Promise<void> {
-  for (let i = 0; i < turns && !condition(); i++) await new Promise<void>((resolve) => setImmediate(resolve));
-  assert.ok(condition(), "condition never held");
+/**
+ * Waits, one macrotask at a time, until `condition` holds or `timeoutMs` of real time pass (a store
+ * over the network needs round trips, not just turns of the event loop).
+ */
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadlineMs = performance.now() + timeoutMs;
+  while (!condition() && performance.now() < deadlineMs) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  assert.ok(condition(), `condition did not hold within ${timeoutMs} ms`);
 }
 
 /** The behaviour every CoordinationStore implementation must show. */

@@ -47,6 +47,17 @@ export interface Watch extends AsyncDisposable {
   cancel(): Promise<void>;
 }
 
+export interface WatchOptions {
+  /**
+   * Called at most once, when the watch breaks without being cancelled: UNAVAILABLE when the store
+   * can no longer be reached (or dropped the watch), COMPACTED when the store compacted away
+   * revisions the watch had yet to deliver. No event follows; to go on, watch again from the
+   * revision after the last event seen (and read afresh if that is COMPACTED). The embedded store's
+   * watches never break.
+   */
+  readonly onError?: (error: StoreError) => void;
+}
+
 export interface Lease {
   readonly id: LeaseId;
   readonly ttlMs: number;
@@ -62,7 +73,9 @@ export type StoreErrorCode =
   | "LEASE_LOST"
   /** A watch asked for a revision the store has already compacted away. */
   | "COMPACTED"
+  /** The store was closed: every call after close() fails so. */
   | "CLOSED"
+  /** The store refused the request itself (a bad argument, a malformed transaction): retrying will not help. */
   | "INVALID";
 
 export class StoreError extends Error {
@@ -92,9 +105,15 @@ export interface CoordinationStore extends AsyncDisposable {
   ): Promise<TxnResult>;
   /**
    * Calls `onEvent` for every change to keys under `prefix` with a revision >= `fromRevision`
-   * (past changes first, in revision order), until cancelled.
+   * (past changes first, in revision order), until cancelled or broken (see `WatchOptions.onError`).
+   * A `fromRevision` of 0 means "from now". Throws COMPACTED if `fromRevision` is compacted away.
    */
-  watch(prefix: string, fromRevision: number, onEvent: (event: WatchEvent) => void): Promise<Watch>;
+  watch(
+    prefix: string,
+    fromRevision: number,
+    onEvent: (event: WatchEvent) => void,
+    options?: WatchOptions,
+  ): Promise<Watch>;
   grantLease(ttlMs: number): Promise<Lease>;
   close(): Promise<void>;
 }
