@@ -1,0 +1,180 @@
+/**
+ * A storage server's place in the cluster: it learns every volume's owner epoch from the store before
+ * it serves (so an old owner cannot write to a server that was down while the volume changed hands),
+ * follows later changes, and registers itself under a lease it keeps alive.
+ */
+import { type Logger, pino } from "pino";
+import {
+  type CoordinationStore,
+  type Lease,
+  StoreError,
+  type Watch,
+  type WatchEvent,
+} from "../cluster/store/index.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
+import {
+  decodeRecord,
+  encodeRecord,
+  keys,
+  lastKeyPart,
+  OWNERS_PREFIX,
+  ownerRecordSchema,
+  type ServerRecord,
+  serverRecordSchema,
+} from "./catalog.ts";
+import type { ServerStats } from "./types.ts";
+
+/** What membership needs of a running storage server. */
+export interface MemberServer {
+  readonly serverId: string;
+  readonly host: string;
+  readonly port: number;
+  stats(): Promise<ServerStats> | ServerStats;
+  raiseEpoch(volumeId: string, epoch: number): Promise<void>;
+}
+
+export interface MembershipOptions {
+  readonly store: CoordinationStore;
+  /** Lease time to live: a server silent this long is no longer registered. */
+  readonly leaseTtlMs?: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+export const STORAGE_LEASE_TTL_MS_DEFAULT = 3000;
+
+/** Reads every volume's owner epoch: apply these to a server before it starts serving. */
+export async function ownerEpochs(
+  store: CoordinationStore,
+): Promise<{ epochs: Map<string, number>; revision: number }> {
+  const { kvs, revision } = await store.range(OWNERS_PREFIX);
+  const epochs = new Map<string, number>();
+  for (const kv of kvs)
+    epochs.set(lastKeyPart(kv.key), decodeRecord(ownerRecordSchema, kv.key, kv.value).epoch);
+  return { epochs, revision };
+}
+
+export class StorageMembership implements AsyncDisposable {
+  private lease: Lease | undefined;
+  private ownersWatch: Watch | undefined;
+  private timer: Disposable | undefined;
+  private renewing = false;
+  private closed = false;
+  private readonly log: Logger;
+  private readonly ttlMs: number;
+  private readonly server: MemberServer;
+  private readonly store: CoordinationStore;
+  private readonly clock: Clock;
+
+  private constructor(server: MemberServer, options: MembershipOptions) {
+    this.server = server;
+    this.store = options.store;
+    this.clock = options.clock ?? systemClock;
+    this.ttlMs = options.leaseTtlMs ?? STORAGE_LEASE_TTL_MS_DEFAULT;
+    this.log = (options.logger ?? pino({ level: "silent" })).child({
+      component: "storage-membership",
+      serverId: server.serverId,
+    });
+  }
+
+  /**
+   * Follows owner epochs from `fromRevision` (the revision `ownerEpochs` was read at), then registers
+   * the server and keeps its lease alive until closed.
+   */
+  static async join(
+    server: MemberServer,
+    fromRevision: number,
+    options: MembershipOptions,
+  ): Promise<StorageMembership> {
+    const membership = new StorageMembership(server, options);
+    membership.ownersWatch = await options.store.watch(OWNERS_PREFIX, fromRevision + 1, (event) =>
+      membership.onOwner(event),
+    );
+    await membership.register();
+    membership.timer = membership.clock.every(Math.max(1, Math.floor(membership.ttlMs / 3)), () =>
+      membership.renew(),
+    );
+    return membership;
+  }
+
+  private onOwner(event: WatchEvent): void {
+    if (event.type !== "put") return;
+    let epoch: number;
+    try {
+      epoch = decodeRecord(ownerRecordSchema, event.kv.key, event.kv.value).epoch;
+    } catch (error) {
+      this.log.error({ err: error }, "ignoring a malformed owner record");
+      return;
+    }
+    const volumeId = lastKeyPart(event.kv.key);
+    this.server.raiseEpoch(volumeId, epoch).catch((error: unknown) => {
+      this.log.error({ err: error, volumeId, epoch }, "could not raise a volume's owner epoch");
+    });
+  }
+
+  private async record(): Promise<ServerRecord> {
+    const stats = await this.server.stats();
+    return {
+      serverId: this.server.serverId,
+      host: this.server.host,
+      port: this.server.port,
+      capacityBytes: stats.capacityBytes,
+      usedBytes: stats.usedBytes,
+    };
+  }
+
+  private async register(): Promise<void> {
+    const lease = await this.store.grantLease(this.ttlMs);
+    this.lease = lease;
+    await this.store.put(
+      keys.server(this.server.serverId),
+      encodeRecord(serverRecordSchema, await this.record()),
+      {
+        lease: lease.id,
+      },
+    );
+    this.log.info({ ttlMs: this.ttlMs }, "registered");
+  }
+
+  private renew(): void {
+    if (this.renewing || this.closed) return;
+    this.renewing = true;
+    const lease = this.lease;
+    (lease === undefined ? this.register() : lease.keepAlive())
+      .catch(async (error: unknown) => {
+        if (error instanceof StoreError && error.code === "LEASE_LOST") {
+          // Our registration vanished: we look dead to the cluster until we register again.
+          this.log.warn("lease lost; registering again");
+          this.lease = undefined;
+          await this.register();
+          return;
+        }
+        throw error;
+      })
+      .catch((error: unknown) => this.log.warn({ err: error }, "could not renew registration"))
+      .finally(() => {
+        this.renewing = false;
+      });
+  }
+
+  /** Stops renewing without leaving: the cluster sees this server die when its lease runs out. */
+  async abandon(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer?.[Symbol.dispose]();
+    await this.ownersWatch?.cancel();
+  }
+
+  /** Leaves the cluster: the registration goes at once, not after the lease runs out. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer?.[Symbol.dispose]();
+    await this.ownersWatch?.cancel();
+    await this.lease?.revoke().catch(() => undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The live view of registered storage servers (`storage/servers/`, each under its server's lease),
+ * and one client per server. A server that restarts on another port is reached at its new address.
+ */
+import type { Logger } from "pino";
+import { pino } from "pino";
+import type { CoordinationStore, Watch, WatchEvent } from "../cluster/store/index.ts";
+import {
+  decodeRecord,
+  lastKeyPart,
+  SERVERS_PREFIX,
+  type ServerRecord,
+  serverRecordSchema,
+} from "./catalog.ts";
+import type { ServerDirectory, StorageClient } from "./types.ts";
+
+export type StorageClientFactory = (record: ServerRecord) => StorageClient;
+
+/** What the remote device and the movers need: a client for a server id, if it is registered. */
+export interface StorageClientSource {
+  clientFor(serverId: string): StorageClient | undefined;
+}
+
+interface Entry {
+  readonly record: ServerRecord;
+  client: StorageClient | undefined;
+}
+
+export class ServerRegistry implements ServerDirectory, StorageClientSource, AsyncDisposable {
+  private readonly entries = new Map<string, Entry>();
+  private readonly closing = new Set<StorageClient>();
+  private watch: Watch | undefined;
+  private readonly listeners = new Set<() => void>();
+
+  private readonly makeClient: StorageClientFactory;
+  private readonly log: Logger;
+
+  private constructor(makeClient: StorageClientFactory, log: Logger) {
+    this.makeClient = makeClient;
+    this.log = log;
+  }
+
+  /** Loads the registered servers and follows changes until closed. */
+  static async open(
+    store: CoordinationStore,
+    makeClient: StorageClientFactory,
+    logger?: Logger,
+  ): Promise<ServerRegistry> {
+    const registry = new ServerRegistry(
+      makeClient,
+      (logger ?? pino({ level: "silent" })).child({ component: "server-registry" }),
+    );
+    const { kvs, revision } = await store.range(SERVERS_PREFIX);
+    for (const kv of kvs) registry.apply({ type: "put", kv });
+    registry.watch = await store.watch(SERVERS_PREFIX, revision + 1, (event) => registry.apply(event));
+    return registry;
+  }
+
+  /** The registered (alive) servers, in id order. */
+  servers(): ServerRecord[] {
+    return [...this.entries.values()].map((e) => e.record).sort((a, b) => (a.serverId < b.serverId ? -1 : 1));
+  }
+
+  isAlive(serverId: string): boolean {
+    return this.entries.has(serverId);
+  }
+
+  addressOf(serverId: string): { readonly host: string; readonly port: number } | undefined {
+    return this.entries.get(serverId)?.record;
+  }
+
+  clientFor(serverId: string): StorageClient | undefined {
+    const entry = this.entries.get(serverId);
+    if (entry === undefined) return undefined;
+    entry.client ??= this.makeClient(entry.record);
+    return entry.client;
+  }
+
+  /** Calls `listener` after every change of the set of servers or their addresses. */
+  onChange(listener: () => void): Disposable {
+    this.listeners.add(listener);
+    return { [Symbol.dispose]: () => this.listeners.delete(listener) };
+  }
+
+  private apply(event: WatchEvent): void {
+    if (event.type === "delete") {
+      const serverId = lastKeyPart(event.key);
+      const gone = this.entries.get(serverId);
+      if (gone !== undefined) {
+        this.retire(gone);
+        this.entries.delete(serverId);
+        this.log.info({ serverId }, "storage server left");
+      }
+    } else {
+      let record: ServerRecord;
+      try {
+        record = decodeRecord(serverRecordSchema, event.kv.key, event.kv.value);
+      } catch (error) {
+        this.log.error({ err: error }, "ignoring a malformed server record");
+        return;
+      }
+      const previous = this.entries.get(record.serverId);
+      const moved =
+        previous === undefined ||
+        previous.record.host !== record.host ||
+        previous.record.port !== record.port;
+      if (previous !== undefined && moved) this.retire(previous);
+      this.entries.set(record.serverId, { record, client: moved ? undefined : previous?.client });
+      if (moved)
+        this.log.info(
+          { serverId: record.serverId, host: record.host, port: record.port },
+          "storage server at",
+        );
+    }
+    for (const listener of this.listeners) listener();
+  }
+
+  private retire(entry: Entry): void {
+    // Calls in flight on the old address fail as UNAVAILABLE; their callers retry on the new client.
+    const client = entry.client;
+    if (client === undefined) return;
+    this.closing.add(client);
+    void Promise.resolve(client[Symbol.asyncDispose]())
+      .catch((error: unknown) => this.log.debug({ err: error }, "closing a retired client failed"))
+      .finally(() => this.closing.delete(client));
+  }
+
+  async close(): Promise<void> {
+    await this.watch?.cancel();
+    const clients = [...this.entries.values()].flatMap((e) => (e.client ? [e.client] : []));
+    this.entries.clear();
+    await Promise.allSettled([...clients, ...this.closing].map((c) => c[Symbol.asyncDispose]()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
