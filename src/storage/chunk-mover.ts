@@ -30,6 +30,7 @@ import {
   moveIntentSchema,
   type VolumeRecord,
 } from "./catalog.ts";
+import { readRoute, type StoredRoute, updateRoute } from "./routing.ts";
 import type { StorageClientSource } from "./server-registry.ts";
 import { KeyedSemaphore, Throttle } from "./throttle.ts";
 import { type ChunkRef, REQUEST_BLOCKS_MAX, type StorageClient, StorageError } from "./types.ts";
@@ -67,6 +68,8 @@ export interface ChunkMoverOptions {
   readonly ackTimeoutMs?: number;
   /** Blocks copied between two checkpoints in the store. */
   readonly checkpointBlocks?: number;
+  /** Blocks one copy request moves (at most REQUEST_BLOCKS_MAX). */
+  readonly copyStepBlocks?: number;
   /** Copy restarts of one chunk before the move is given up. */
   readonly restartsMax?: number;
   readonly onProgress?: (progress: MoveProgress) => void;
@@ -96,6 +99,7 @@ export class ChunkMover {
   private readonly ackTimeoutMs: number;
   private readonly checkpointBlocks: number;
   private readonly restartsMax: number;
+  private readonly copyStepBlocks: number;
 
   private readonly options: ChunkMoverOptions;
 
@@ -108,6 +112,7 @@ export class ChunkMover {
     this.ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
     this.checkpointBlocks = options.checkpointBlocks ?? REQUEST_BLOCKS_MAX;
     this.restartsMax = options.restartsMax ?? 5;
+    this.copyStepBlocks = Math.min(options.copyStepBlocks ?? REQUEST_BLOCKS_MAX, REQUEST_BLOCKS_MAX);
   }
 
   /** Every move recorded in the store and not finished (a mover crashed, or is running elsewhere). */
@@ -294,7 +299,7 @@ export class ChunkMover {
     let sinceCheckpoint = 0;
     for (let offset = resumeAt; offset < blockCount; ) {
       await this.checkFault(plan);
-      const count = Math.min(REQUEST_BLOCKS_MAX, blockCount - offset);
+      const count = Math.min(this.copyStepBlocks, blockCount - offset);
       await this.throttle.take(count * BLOCK_BYTES);
       await this.call(() => target.copyFrom(chunk, generation, plan.from, offset, count));
       this.options.onProgress?.({
@@ -398,34 +403,20 @@ export class ChunkMover {
     return fault !== undefined ? "fault" : "route-changed";
   }
 
-  private async currentRoute(
-    volume: VolumeRecord,
-    chunkIndex: number,
-  ): Promise<{ route: ChunkRoute; modRevision: number }> {
-    const kv = await this.store.get(keys.route(volume.volumeId, chunkIndex));
-    if (kv === undefined)
-      throw new MoveError("FAILED", `chunk ${chunkIndex} of ${volume.volumeId} has no route`);
-    return { route: decodeRecord(chunkRouteSchema, kv.key, kv.value), modRevision: kv.modRevision };
+  private async currentRoute(volume: VolumeRecord, chunkIndex: number): Promise<StoredRoute> {
+    try {
+      return await readRoute(this.store, volume.volumeId, chunkIndex);
+    } catch (error) {
+      throw new MoveError("FAILED", String(error), { cause: error });
+    }
   }
 
-  /** Applies `change` to the chunk's route by compare-and-swap; resolves with the stored result. */
-  private async updateRoute(
+  private updateRoute(
     volume: VolumeRecord,
     chunkIndex: number,
     change: (route: ChunkRoute) => ChunkRoute,
-  ): Promise<{ route: ChunkRoute; modRevision: number }> {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const current = await this.currentRoute(volume, chunkIndex);
-      const next = change(current.route);
-      if (JSON.stringify(next) === JSON.stringify(current.route)) return current;
-      const key = keys.route(volume.volumeId, chunkIndex);
-      const result = await this.store.txn(
-        [{ key, target: "mod", equals: current.modRevision }],
-        [{ op: "put", key, value: encodeRecord(chunkRouteSchema, next) }],
-      );
-      if (result.succeeded) return { route: next, modRevision: result.revision };
-    }
-    throw new MoveError("BUSY", `chunk ${chunkIndex} of ${volume.volumeId}: its route keeps changing`);
+  ): Promise<StoredRoute> {
+    return updateRoute(this.store, volume.volumeId, chunkIndex, change);
   }
 
   /** Waits until every filer using the volume has applied routing at least as new as `revision`. */

@@ -17,6 +17,7 @@ import {
 } from "./chunk-census.ts";
 import type { ChunkMover, MovePlan } from "./chunk-mover.ts";
 import { chooseTarget } from "./placement.ts";
+import { updateRoute } from "./routing.ts";
 import type { ServerRegistry } from "./server-registry.ts";
 
 export interface ReplicaSupervisorOptions {
@@ -96,7 +97,28 @@ export class ReplicaSupervisor implements AsyncDisposable {
         census = await takeCensus(store);
       }
     }
+    if (census.dead.size > 0 && (await this.dropDeadReplicas(census)) > 0) census = await takeCensus(store);
     await this.repair(census);
+  }
+
+  /**
+   * Takes dead servers out of every route that has a live active replica left, at once: writes stalled
+   * on the dead server go on with the survivors instead of waiting for their chunk's turn to be
+   * re-replicated. A chunk whose every copy is on dead servers keeps its route: it returns with them.
+   */
+  private async dropDeadReplicas(census: ChunkCensus): Promise<number> {
+    let dropped = 0;
+    for (const entry of census.chunks) {
+      if (!entry.route.replicas.some((r) => census.dead.has(r.serverId))) continue;
+      if (liveActiveReplicas(entry, census.dead).length === 0) continue;
+      await updateRoute(this.options.store, entry.volume.volumeId, entry.chunkIndex, (route) => {
+        const live = route.replicas.filter((r) => !census.dead.has(r.serverId));
+        return live.some((r) => r.state === "active") ? { replicas: live } : route;
+      });
+      dropped++;
+    }
+    if (dropped > 0) this.log.warn({ chunks: dropped }, "dead servers taken out of routes");
+    return dropped;
   }
 
   private async repair(census: ChunkCensus): Promise<void> {
