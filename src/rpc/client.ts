@@ -112,12 +112,28 @@ export class RpcClient implements AsyncDisposable {
     });
   }
 
-  static connect(host: string, port: number, options: RpcClientOptions = {}): Promise<RpcClient> {
+  /** `signal` abandons the attempt (a connect to a silent host otherwise waits for the OS, minutes). */
+  static connect(
+    host: string,
+    port: number,
+    options: RpcClientOptions & { readonly signal?: AbortSignal } = {},
+  ): Promise<RpcClient> {
     return new Promise((resolve, reject) => {
       const socket = connect({ host, port });
-      socket.once("error", reject);
+      const onAbort = () => {
+        socket.destroy();
+        reject(options.signal?.reason);
+      };
+      if (options.signal?.aborted) return onAbort();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      const onError = (error: Error) => {
+        options.signal?.removeEventListener("abort", onAbort);
+        reject(error);
+      };
+      socket.once("error", onError);
       socket.once("connect", () => {
-        socket.off("error", reject);
+        options.signal?.removeEventListener("abort", onAbort);
+        socket.off("error", onError);
         resolve(new RpcClient(socket, options));
       });
     });

@@ -37,6 +37,8 @@ export interface RpcServerOptions {
   readonly closeTimeoutMs?: number;
   readonly recordBytesMax?: number;
   readonly clock?: Clock;
+  /** Called once a connection has closed, so programs can drop state they keep per connection. */
+  readonly onConnectionClosed?: (connectionId: number) => void;
 }
 
 const SYSTEM_ERROR: RpcOutcome = { kind: "system-error" };
@@ -56,6 +58,7 @@ export class RpcServer implements AsyncDisposable {
   private readonly recordBytesMax: number;
   private readonly closeTimeoutMs: number;
   private readonly clock: Clock;
+  private readonly onConnectionClosed: ((connectionId: number) => void) | undefined;
   private nextConnectionId = 1;
   private listening = false;
   private closing: Promise<void> | undefined;
@@ -69,6 +72,7 @@ export class RpcServer implements AsyncDisposable {
     this.recordBytesMax = options.recordBytesMax ?? RPC_RECORD_BYTES_MAX;
     this.closeTimeoutMs = options.closeTimeoutMs ?? RPC_CLOSE_TIMEOUT_MS;
     this.clock = options.clock ?? systemClock;
+    this.onConnectionClosed = options.onConnectionClosed;
     assert(Number.isInteger(this.inFlightMax) && this.inFlightMax >= 1, "inFlightPerConnectionMax >= 1");
     for (const program of options.programs) this.registry.add(program);
     // allowHalfOpen: a client that sends its calls and shuts down its side still gets the replies.
@@ -167,6 +171,7 @@ export class RpcServer implements AsyncDisposable {
     }
     void connection.closed.then(() => {
       this.connections.delete(connection);
+      this.onConnectionClosed?.(connection.id);
       if (this.log.isLevelEnabled("debug"))
         this.log.debug({ connectionId: connection.id }, "connection closed");
     });
