@@ -3,6 +3,7 @@ import { registerDemo } from "./demo.ts";
 import { registerFsck } from "./fsck.ts";
 import { registerMkfs } from "./mkfs.ts";
 import { registerServe } from "./serve.ts";
+import { registerStorage } from "./storage.ts";
 
 /** Usage errors exit 2, as most Unix tools do (commander alone would exit 1). */
 const EXIT_USAGE = 2;
@@ -16,6 +17,7 @@ function buildProgram(): Command {
   registerMkfs(program);
   registerFsck(program);
   registerServe(program);
+  registerStorage(program);
   registerDemo(program);
   return program;
 }

@@ -56,6 +56,7 @@ export class StorageServer implements AsyncDisposable {
   private readonly store: ChunkStore;
   private readonly epochs: EpochStore;
   private readonly peers: PeerClients;
+  private readonly auth: ServerAuthenticator;
   private readonly counters: ServerCounters;
   private readonly log: Logger;
   private stopping: Promise<void> | undefined;
@@ -69,6 +70,7 @@ export class StorageServer implements AsyncDisposable {
     store: ChunkStore;
     epochs: EpochStore;
     peers: PeerClients;
+    auth: ServerAuthenticator;
     counters: ServerCounters;
     log: Logger;
   }) {
@@ -80,6 +82,7 @@ export class StorageServer implements AsyncDisposable {
     this.store = fields.store;
     this.epochs = fields.epochs;
     this.peers = fields.peers;
+    this.auth = fields.auth;
     this.counters = fields.counters;
     this.log = fields.log;
   }
@@ -146,6 +149,7 @@ export class StorageServer implements AsyncDisposable {
       store,
       epochs,
       peers,
+      auth,
       counters,
       log,
     });
@@ -158,6 +162,16 @@ export class StorageServer implements AsyncDisposable {
 
   stats(): ServerStats {
     return statsOf(this.serverId, this.capacityBytes, this.store, this.counters);
+  }
+
+  /** Client connections open. */
+  get connectionCount(): number {
+    return this.rpc.connectionCount;
+  }
+
+  /** Connections the server keeps handshake state for (bounded; dropped as connections close). */
+  get authStateCount(): number {
+    return this.auth.connectionCount;
   }
 
   /** Raises the volume's owner epoch (persisted) to at least `epoch`; a lower one changes nothing. */
