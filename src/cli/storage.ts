@@ -31,7 +31,8 @@ function parseServerId(text: string): string {
   return text;
 }
 
-function parseCapacity(text: string): number {
+/** A size option (512M, 10G): a usage error quoting the text when it is not one. */
+export function parseSizeOption(text: string): number {
   try {
     return parseSize(text);
   } catch (error) {
@@ -87,7 +88,7 @@ async function runStorageServe(options: ServeOptions, output: Output): Promise<n
     ? `[${server.host}]:${server.port}`
     : `${server.host}:${server.port}`;
   output.line(
-    `storage server ${options.id} listening on ${where} (data ${options.data}, capacity ${formatBytes(capacityBytes)}, ${options.peer.size} peers)`,
+    `storage server ${options.id} listening on ${where} (data ${options.data}, capacity ${formatBytes(capacityBytes)}, peers: ${[...options.peer.keys()].join(" ") || "none"})`,
   );
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
@@ -129,7 +130,7 @@ export function registerStorage(program: Command, output: Output = processOutput
     .option(
       "--capacity <size>",
       "space offered to the cluster, e.g. 500G (default: the file system's size)",
-      parseCapacity,
+      parseSizeOption,
     )
     .addOption(
       new Option(

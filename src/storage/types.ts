@@ -72,11 +72,14 @@ export interface ServerStats {
 export interface StorageClient extends AsyncDisposable {
   readonly serverId: string;
 
-  /** Makes an empty chunk (all zeros); idempotent. */
+  /** Makes an empty chunk (all zeros); idempotent. Owner epoch 0: a volume being made (no fencing). */
   createChunk(chunk: ChunkRef, ownerEpoch: number): Promise<void>;
-  /** `blockOffset` and `blockCount` are within the chunk; blockCount <= REQUEST_BLOCKS_MAX. */
+  /**
+   * `blockOffset` and `blockCount` are within the chunk; blockCount <= REQUEST_BLOCKS_MAX. Owner
+   * epoch 0 reads without fencing, for readers that own nothing (copies, checks).
+   */
   read(chunk: ChunkRef, ownerEpoch: number, blockOffset: number, blockCount: number): Promise<Uint8Array>;
-  /** Whole blocks; data.length / 4096 <= REQUEST_BLOCKS_MAX. Durable only after `flush`. */
+  /** Whole blocks; data.length / 4096 <= REQUEST_BLOCKS_MAX. Durable only after `flush`. Epoch >= 1. */
   write(chunk: ChunkRef, ownerEpoch: number, blockOffset: number, data: Uint8Array): Promise<void>;
   /** Makes every write to the volume that resolved before this call durable. */
   flush(volumeId: string, ownerEpoch: number): Promise<void>;

@@ -20,13 +20,16 @@ import {
   type StorageProcName,
   type StorageProcTypes,
 } from "../../src/storage/protocol.ts";
-import { authenticate, RemoteStorageClient } from "../../src/storage/storage-client.ts";
+import { authenticate, type RemoteStorageClient } from "../../src/storage/storage-client.ts";
 import type { StorageServer } from "../../src/storage/storage-server.ts";
-import { type ChunkRef, StorageError, type StorageErrorCode } from "../../src/storage/types.ts";
+import type { ChunkRef } from "../../src/storage/types.ts";
 import { SeededRandom } from "../../src/util/random.ts";
 import { XdrWriter } from "../../src/xdr/index.ts";
 import {
+  blocks,
+  clientOf,
   newSecret,
+  rejectsWith,
   spawnStorageServer,
   startTestServer,
   type TestServerOptions,
@@ -35,22 +38,6 @@ import {
 
 const BLOCK = 4096;
 const chunk: ChunkRef = { volumeId: "vol", chunkIndex: 0 };
-
-function rejectsWith(code: StorageErrorCode): (error: unknown) => boolean {
-  return (error) => {
-    assert.ok(error instanceof StorageError, `expected a StorageError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  };
-}
-
-function blocks(fill: number, count: number): Uint8Array {
-  return new Uint8Array(count * BLOCK).fill(fill);
-}
-
-function clientOf(server: StorageServer, secret: Uint8Array): RemoteStorageClient {
-  return new RemoteStorageClient({ serverId: server.serverId, host: server.host, port: server.port, secret });
-}
 
 /** One procedure through a bare RPC client: the reply decoded, or the StorageError it carries. */
 async function rawCall<P extends StorageProcName>(
@@ -111,12 +98,7 @@ test("storage server: a client with the wrong secret is refused at the handshake
   await assert.rejects(rawCall(rpc, "PROVE", { clientProof }), rejectsWith("UNAUTHENTICATED"));
   await assert.rejects(rawCall(rpc, "STATS", undefined), rejectsWith("UNAUTHENTICATED"));
   // Expecting another server at this address: UNAVAILABLE (the directory was stale), not success.
-  await using misdirected = new RemoteStorageClient({
-    serverId: "s9",
-    host: server.host,
-    port: server.port,
-    secret,
-  });
+  await using misdirected = clientOf({ ...server, serverId: "s9" }, secret);
   await assert.rejects(misdirected.stats(), rejectsWith("UNAVAILABLE"));
 });
 
@@ -421,12 +403,10 @@ test("storage server: copies refuse stale generations, name the source's bad blo
   const file = await open(join(dir.path, "s1", "volumes", "vol", "0.chunk"), "r+");
   await file.write(new Uint8Array([0x55]), 0, 1, DATA_OFFSET + 7 * BLOCK + 100);
   await file.close();
-  await assert.rejects(pair.toTarget.copyFrom(chunk, 4, "s1", 0, 16), (error: unknown) => {
-    assert.ok(error instanceof StorageError);
-    assert.equal(error.code, "CHECKSUM");
-    assert.equal(error.blockIndex, 7);
-    return true;
-  });
+  await assert.rejects(
+    pair.toTarget.copyFrom(chunk, 4, "s1", 0, 16),
+    rejectsWith("CHECKSUM", { blockIndex: 7 }),
+  );
   assert.equal(await pair.toTarget.copyFrom(chunk, 4, "s1", 0, 7), 7);
   await pair.restartTarget();
   await assert.rejects(pair.toTarget.copyFrom(chunk, 4, "s1", 0, 7), rejectsWith("STALE_COPY"));
@@ -447,24 +427,14 @@ test("storage server: a real process, killed with SIGKILL after a flush, restart
   const data = new SeededRandom(11).bytes(256 * BLOCK);
   {
     await using server = await spawnStorageServer(args);
-    await using client = new RemoteStorageClient({
-      serverId: "s1",
-      host: server.host,
-      port: server.port,
-      secret,
-    });
+    await using client = clientOf(server, secret);
     await client.createChunk(chunk, 3);
     await Promise.all([0, 1, 2, 3].map((i) => client.write(chunk, 3, i * 256, data)));
     await client.flush("vol", 3);
     assert.equal(await server.stop("SIGKILL"), "SIGKILL");
   }
   await using server = await spawnStorageServer(args);
-  await using client = new RemoteStorageClient({
-    serverId: "s1",
-    host: server.host,
-    port: server.port,
-    secret,
-  });
+  await using client = clientOf(server, secret);
   for (let i = 0; i < 4; i++) {
     assert.ok(
       Buffer.from(await client.read(chunk, 3, i * 256, 256)).equals(data),

@@ -2,13 +2,17 @@
  * Storage servers for tests: in this process (`startTestServer`), or as a child process running
  * `flotilla storage serve` (`spawnStorageServer`), which is what the crash tests kill.
  */
+
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { RemoteStorageClient } from "../../src/storage/storage-client.ts";
 import { StorageServer, type StorageServerOptions } from "../../src/storage/storage-server.ts";
+import { StorageError, type StorageErrorCode } from "../../src/storage/types.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 /** A start takes well under a second; this bounds a hang. */
@@ -26,6 +30,40 @@ export async function tempDir(
 
 export function newSecret(): Uint8Array {
   return new Uint8Array(randomBytes(32));
+}
+
+/** `count` blocks of 4 KiB, every byte `fill`. */
+export function blocks(fill: number, count: number): Uint8Array {
+  return new Uint8Array(count * 4096).fill(fill);
+}
+
+/** For assert.rejects and assert.throws: a StorageError with `code` (and the block, and a message like). */
+export function rejectsWith(
+  code: StorageErrorCode,
+  expected: { readonly blockIndex?: number; readonly message?: RegExp } = {},
+): (error: unknown) => boolean {
+  return (error) => {
+    assert.ok(error instanceof StorageError, `expected a StorageError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    if (expected.blockIndex !== undefined) assert.equal(error.blockIndex, expected.blockIndex);
+    if (expected.message !== undefined) assert.match(error.message, expected.message);
+    return true;
+  };
+}
+
+/** A client of the server at `at` (a StorageServer, a StorageProcess, or an address) under `serverId`. */
+export function clientOf(
+  at: { readonly host: string; readonly port: number; readonly serverId?: string },
+  secret: Uint8Array,
+  options: Partial<ConstructorParameters<typeof RemoteStorageClient>[0]> = {},
+): RemoteStorageClient {
+  return new RemoteStorageClient({
+    serverId: at.serverId ?? "s1",
+    host: at.host,
+    port: at.port,
+    secret,
+    ...options,
+  });
 }
 
 export type TestServerOptions = Partial<StorageServerOptions> &

@@ -2,14 +2,10 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { ClusterSecret, checkServerHello, newNonce, ServerAuthenticator } from "../../../src/storage/auth.ts";
-import { StorageError, type StorageErrorCode } from "../../../src/storage/types.ts";
+import { rejectsWith } from "../../support/storage-process.ts";
 
 const secret = new ClusterSecret(new Uint8Array(randomBytes(32)));
 const otherSecret = new ClusterSecret(new Uint8Array(randomBytes(32)));
-
-function rejectsWith(code: StorageErrorCode): (error: unknown) => boolean {
-  return (error) => error instanceof StorageError && error.code === code;
-}
 
 /** A client's whole handshake on `connectionId`, returning what the server said and the proof sent. */
 function handshake(auth: ServerAuthenticator, connectionId: number, clientSecret = secret) {

@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { blockChecksums, DATA_OFFSET } from "../../../src/storage/chunk-format.ts";
 import { ChunkStore, type ChunkStoreOptions } from "../../../src/storage/chunk-store.ts";
-import { type ChunkRef, StorageError, type StorageErrorCode } from "../../../src/storage/types.ts";
+import type { ChunkRef } from "../../../src/storage/types.ts";
 import { SeededRandom } from "../../../src/util/random.ts";
+import { blocks, rejectsWith } from "../../support/storage-process.ts";
 
 const BLOCK = 4096;
 
@@ -34,10 +35,6 @@ async function openStore(options: Partial<ChunkStoreOptions> = {}): Promise<Fixt
   return fixture;
 }
 
-function blocks(fill: number, count: number): Uint8Array {
-  return new Uint8Array(count * BLOCK).fill(fill);
-}
-
 /** Byte equality without a diff of megabytes when it fails: names the first differing byte. */
 function assertBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
   if (Buffer.from(actual).equals(Buffer.from(expected))) return;
@@ -47,15 +44,6 @@ function assertBytes(actual: Uint8Array, expected: Uint8Array, what: string): vo
 
 function write(store: ChunkStore, chunk: ChunkRef, blockOffset: number, data: Uint8Array): Promise<void> {
   return store.write(chunk, blockOffset, data, blockChecksums(data));
-}
-
-function rejectsWith(code: StorageErrorCode, blockIndex?: number): (error: unknown) => boolean {
-  return (error) => {
-    assert.ok(error instanceof StorageError, `expected a StorageError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    if (blockIndex !== undefined) assert.equal(error.blockIndex, blockIndex);
-    return true;
-  };
 }
 
 const chunk: ChunkRef = { volumeId: "vol", chunkIndex: 7 };
@@ -102,8 +90,8 @@ test("chunk store: a flipped byte in a block fails CHECKSUM naming that block", 
   await file.write(byte, 0, 1, DATA_OFFSET + 11 * BLOCK + 1234);
   await file.close();
   const store = await fixture.reopen();
-  await assert.rejects(store.read(chunk, 4, 12), rejectsWith("CHECKSUM", 11));
-  await assert.rejects(store.read(chunk, 11, 1), rejectsWith("CHECKSUM", 11));
+  await assert.rejects(store.read(chunk, 4, 12), rejectsWith("CHECKSUM", { blockIndex: 11 }));
+  await assert.rejects(store.read(chunk, 11, 1), rejectsWith("CHECKSUM", { blockIndex: 11 }));
   assert.equal((await store.read(chunk, 0, 11)).data.length, 11 * BLOCK, "the blocks before it still read");
   // Rewriting the block heals it.
   await write(store, chunk, 11, blocks(1, 1));

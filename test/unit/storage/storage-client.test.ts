@@ -2,25 +2,11 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
-import { RemoteStorageClient, type RemoteStorageClientOptions } from "../../../src/storage/storage-client.ts";
-import { type ChunkRef, StorageError, type StorageErrorCode } from "../../../src/storage/types.ts";
-import { newSecret, startTestServer, tempDir } from "../../support/storage-process.ts";
+import type { ChunkRef } from "../../../src/storage/types.ts";
+import { clientOf, newSecret, rejectsWith, startTestServer, tempDir } from "../../support/storage-process.ts";
 
 const chunk: ChunkRef = { volumeId: "vol", chunkIndex: 0 };
 const secret = newSecret();
-
-function rejectsWith(code: StorageErrorCode, message?: RegExp): (error: unknown) => boolean {
-  return (error) => {
-    assert.ok(error instanceof StorageError, `expected a StorageError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    if (message !== undefined) assert.match(error.message, message);
-    return true;
-  };
-}
-
-function client(port: number, options: Partial<RemoteStorageClientOptions> = {}): RemoteStorageClient {
-  return new RemoteStorageClient({ serverId: "s1", host: "127.0.0.1", port, secret, ...options });
-}
 
 /** A TCP server that accepts and never answers. */
 async function silentServer(): Promise<Server & AsyncDisposable> {
@@ -41,8 +27,8 @@ test("client: nobody listening is UNAVAILABLE; bad arguments are INVALID without
   const closed = await silentServer();
   const port = portOf(closed);
   await closed[Symbol.asyncDispose]();
-  await using c = client(port);
-  await assert.rejects(c.stats(), rejectsWith("UNAVAILABLE", /cannot connect/));
+  await using c = clientOf({ host: "127.0.0.1", port }, secret);
+  await assert.rejects(c.stats(), rejectsWith("UNAVAILABLE", { message: /cannot connect/ }));
   await assert.rejects(c.read(chunk, 1, 4000, 200), rejectsWith("INVALID"));
   await assert.rejects(c.write(chunk, 1, 0, new Uint8Array(100)), rejectsWith("INVALID"));
   await assert.rejects(c.read({ volumeId: "No!", chunkIndex: 0 }, 1, 0, 1), rejectsWith("INVALID"));
@@ -50,9 +36,9 @@ test("client: nobody listening is UNAVAILABLE; bad arguments are INVALID without
 
 test("client: a server that never answers the handshake is UNAVAILABLE after the connect timeout", async () => {
   await using silent = await silentServer();
-  await using c = client(portOf(silent), { connectTimeoutMs: 100 });
+  await using c = clientOf({ host: "127.0.0.1", port: portOf(silent) }, secret, { connectTimeoutMs: 100 });
   const started = performance.now();
-  await assert.rejects(c.stats(), rejectsWith("UNAVAILABLE", /100 ms/));
+  await assert.rejects(c.stats(), rejectsWith("UNAVAILABLE", { message: /100 ms/ }));
   const elapsedMs = performance.now() - started;
   assert.ok(elapsedMs >= 90 && elapsedMs < 5000, `gave up after ${elapsedMs} ms`);
 });
@@ -78,18 +64,13 @@ test("client: a call without a reply times out as UNAVAILABLE; the bound on outs
     directory,
     hooks: { afterCopySourceRead: () => held },
   });
-  await using toSource = new RemoteStorageClient({
-    serverId: "s2",
-    host: source.host,
-    port: source.port,
-    secret,
-  });
+  await using toSource = clientOf(source, secret);
   await toSource.createChunk(chunk, 1);
-  await using c = client(server.port, { callTimeoutMs: 150, outstandingMax: 2 });
+  await using c = clientOf(server, secret, { callTimeoutMs: 150, outstandingMax: 2 });
   await c.beginFill(chunk, 1);
   const stalled = [c.copyFrom(chunk, 1, "s2", 0, 1), c.copyFrom(chunk, 1, "s2", 1, 1)];
-  await assert.rejects(c.stats(), rejectsWith("UNAVAILABLE", /2 calls .* outstanding/));
-  for (const call of stalled) await assert.rejects(call, rejectsWith("UNAVAILABLE", /TIMEOUT/));
+  await assert.rejects(c.stats(), rejectsWith("UNAVAILABLE", { message: /2 calls .* outstanding/ }));
+  for (const call of stalled) await assert.rejects(call, rejectsWith("UNAVAILABLE", { message: /TIMEOUT/ }));
   release();
   assert.equal((await c.stats()).serverId, "s1", "the connection still serves after the timeouts");
 });
@@ -97,7 +78,7 @@ test("client: a call without a reply times out as UNAVAILABLE; the bound on outs
 test("client: many calls in flight share one connection", async () => {
   await using dir = await tempDir();
   await using server = await startTestServer({ dataDir: dir.path, secret });
-  await using c = client(server.port);
+  await using c = clientOf(server, secret);
   await c.createChunk(chunk, 1);
   const data = (i: number) => new Uint8Array(4096).fill(i);
   await Promise.all(Array.from({ length: 200 }, (_, i) => c.write(chunk, 1, i, data(i))));
@@ -110,7 +91,7 @@ test("client: after the server goes away and comes back, the next call reconnect
   await using dir = await tempDir();
   let server = await startTestServer({ dataDir: dir.path, secret });
   const port = server.port;
-  await using c = client(port);
+  await using c = clientOf({ host: "127.0.0.1", port }, secret);
   try {
     await c.createChunk(chunk, 1);
     await server.stop();
@@ -121,5 +102,5 @@ test("client: after the server goes away and comes back, the next call reconnect
     await server.stop();
   }
   await c.close();
-  await assert.rejects(c.stats(), rejectsWith("UNAVAILABLE", /closed/));
+  await assert.rejects(c.stats(), rejectsWith("UNAVAILABLE", { message: /closed/ }));
 });
