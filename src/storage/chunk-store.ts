@@ -68,6 +68,7 @@ export class ChunkStore {
   private readonly ignoreFresh: boolean;
   private chunkCountNow = 0;
   private usedBytesNow = 0;
+  private closed = false;
 
   private constructor(options: ChunkStoreOptions, log: Logger) {
     this.dir = options.dir;
@@ -266,6 +267,7 @@ export class ChunkStore {
 
   /** Syncs and closes every open file. The caller has stopped issuing operations. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.files.closeAll();
   }
 
@@ -331,6 +333,8 @@ export class ChunkStore {
   }
 
   private openFile(key: string): Promise<ChunkFile> {
+    // A handler still running after the server cut its connections must not open files anew.
+    if (this.closed) return Promise.reject(new StorageError("UNAVAILABLE", "the chunk store is closed"));
     const slash = key.indexOf("/");
     const chunk = { volumeId: key.slice(0, slash), chunkIndex: Number(key.slice(slash + 1)) };
     return ChunkFile.open(chunkPath(this.dir, chunk), chunk);
