@@ -11,7 +11,8 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Logger, pino } from "pino";
-import type { CoordinationStore, Lease, Watch, WatchEvent } from "../cluster/store/index.ts";
+import { type Follower, followPrefix } from "../cluster/store/follow.ts";
+import type { CoordinationStore, KeyValue, Lease, WatchEvent } from "../cluster/store/index.ts";
 import {
   type ChunkRoute,
   chunkIndexOfKey,
@@ -61,9 +62,6 @@ interface Piece {
   readonly bufferBlock: number;
 }
 
-/** The outcome of asking one replica, for the retry loops. */
-type Attempt = "retry" | "gone";
-
 export class RemoteBlockDevice implements BlockDevice {
   readonly blockCount: number;
   readonly volume: VolumeRecord;
@@ -76,7 +74,7 @@ export class RemoteBlockDevice implements BlockDevice {
   private readonly stallMaxMs: number;
   private readonly retryDelayMsMin: number;
   private readonly retryDelayMsMax: number;
-  private watch: Watch | undefined;
+  private follower: Follower | undefined;
   /** Requests in flight, by the routing revision they were issued under. */
   private readonly inFlightByRevision = new Map<number, number>();
   private ackWanted = 0;
@@ -137,12 +135,18 @@ export class RemoteBlockDevice implements BlockDevice {
       routes[index] = decodeRecord(chunkRouteSchema, kv.key, kv.value);
       routeRevisions[index] = kv.modRevision;
     }
-    const missing = routes.findIndex((r) => r === undefined);
+    const missing = routes.indexOf(undefined);
     if (missing >= 0) throw new BlockDeviceError("IO", `volume ${volumeId}: chunk ${missing} has no routing`);
     const device = new RemoteBlockDevice(options, volume, routes as ChunkRoute[], routeRevisions, revision);
     await device.fenceAll();
-    device.watch = await store.watch(keys.routingOf(volumeId), revision + 1, (event) =>
-      device.onRouting(event),
+    device.follower = await followPrefix(
+      store,
+      keys.routingOf(volumeId),
+      {
+        onSnapshot: (snapshot) => device.onRoutingSnapshot(snapshot),
+        onEvent: (event) => device.onRouting(event),
+      },
+      device.log,
     );
     device.ackWanted = revision;
     device.pumpAcks();
@@ -218,7 +222,7 @@ export class RemoteBlockDevice implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.watch?.cancel();
+    await this.follower?.close();
     // A clean unmount: no mover needs to wait for this filer any more.
     await this.options.store
       .delete(keys.filer(this.volume.volumeId, this.options.filerId))
@@ -228,6 +232,16 @@ export class RemoteBlockDevice implements BlockDevice {
   }
 
   // --- Routing -----------------------------------------------------------------------------------
+
+  /** A fresh snapshot (after a broken watch): apply every route newer than the one held. */
+  private onRoutingSnapshot(kvs: readonly KeyValue[]): void {
+    for (const kv of kvs) {
+      const index = chunkIndexOfKey(kv.key);
+      if (index < this.routes.length && kv.modRevision > (this.routeRevisions[index] ?? 0)) {
+        this.onRouting({ type: "put", kv });
+      }
+    }
+  }
 
   private onRouting(event: WatchEvent): void {
     if (event.type === "delete") {
@@ -244,10 +258,13 @@ export class RemoteBlockDevice implements BlockDevice {
       return;
     }
     if (chunkIndex >= this.routes.length) return;
-    assert(event.kv.modRevision >= this.revision, "routing revisions never go back");
+    assert(
+      event.kv.modRevision >= (this.routeRevisions[chunkIndex] ?? 0),
+      "a route's revision never goes back",
+    );
     this.routes[chunkIndex] = route;
     this.routeRevisions[chunkIndex] = event.kv.modRevision;
-    this.revision = event.kv.modRevision;
+    this.revision = Math.max(this.revision, event.kv.modRevision);
     this.log.debug({ chunkIndex, route, revision: this.revision }, "routing changed");
     this.ackWanted = this.revision;
     this.pumpAcks();

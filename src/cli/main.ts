@@ -4,6 +4,7 @@ import { registerFsck } from "./fsck.ts";
 import { registerMkfs } from "./mkfs.ts";
 import { registerServe } from "./serve.ts";
 import { registerStorage } from "./storage.ts";
+import { registerStorageAdmin } from "./storage-admin.ts";
 
 /** Usage errors exit 2, as most Unix tools do (commander alone would exit 1). */
 const EXIT_USAGE = 2;
@@ -17,7 +18,7 @@ function buildProgram(): Command {
   registerMkfs(program);
   registerFsck(program);
   registerServe(program);
-  registerStorage(program);
+  registerStorageAdmin(registerStorage(program));
   registerDemo(program);
   return program;
 }

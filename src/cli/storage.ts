@@ -1,10 +1,15 @@
 import { mkdir, statfs } from "node:fs/promises";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
+import { EtcdStore } from "../cluster/store/index.ts";
+import { ownerEpochs, STORAGE_LEASE_TTL_MS_DEFAULT, StorageMembership } from "../storage/membership.ts";
 import { readSecretFile, writeSecretFile } from "../storage/secret-file.ts";
+import { ServerRegistry } from "../storage/server-registry.ts";
+import { RemoteStorageClient } from "../storage/storage-client.ts";
 import { StorageServer } from "../storage/storage-server.ts";
 import { SERVER_ID_PATTERN, type ServerDirectory } from "../storage/types.ts";
 import { formatBytes, parseSize } from "../util/size.ts";
+import { NAMESPACE_DEFAULT, parseEndpoints, parseMilliseconds } from "./cluster-options.ts";
 import { type Output, processOutput } from "./output.ts";
 import { CliFailure, runVerb } from "./run-verb.ts";
 
@@ -63,6 +68,9 @@ interface ServeOptions {
   readonly capacity: number | undefined;
   readonly peer: Map<string, Address>;
   readonly logLevel: (typeof LEVELS)[number];
+  readonly etcd: string[] | undefined;
+  readonly namespace: string;
+  readonly leaseTtl: number;
 }
 
 /** Serves until SIGINT or SIGTERM, then stops cleanly: requests in flight finish, files are synced. */
@@ -72,8 +80,29 @@ async function runStorageServe(options: ServeOptions, output: Output): Promise<n
   await mkdir(options.data, { recursive: true });
   const capacityBytes = options.capacity ?? (await fileSystemBytes(options.data));
   const logger = pino({ name: "flotilla", level: options.logLevel }, pino.destination(2));
-  // A fixed set of peers for now; servers registered in the coordination store come later.
-  const directory: ServerDirectory = { addressOf: (serverId) => options.peer.get(serverId) };
+  // In a cluster (--etcd) the server learns every owner epoch before it listens, finds its peers in the
+  // registry, and registers itself under a lease; alone, its peers are the --peer list.
+  const store =
+    options.etcd === undefined
+      ? undefined
+      : await EtcdStore.connect({ endpoints: options.etcd, namespace: options.namespace });
+  const registry =
+    store === undefined
+      ? undefined
+      : await ServerRegistry.open(
+          store,
+          (record) =>
+            new RemoteStorageClient({
+              serverId: record.serverId,
+              host: record.host,
+              port: record.port,
+              secret,
+            }),
+          logger,
+        );
+  const directory: ServerDirectory = {
+    addressOf: (serverId) => options.peer.get(serverId) ?? registry?.addressOf(serverId),
+  };
   const server = await StorageServer.start({
     serverId: options.id,
     dataDir: options.data,
@@ -83,7 +112,12 @@ async function runStorageServe(options: ServeOptions, output: Output): Promise<n
     capacityBytes,
     directory,
     logger,
+    ...(store === undefined ? {} : { ownerEpochs: (await ownerEpochs(store)).epochs }),
   });
+  const membership =
+    store === undefined
+      ? undefined
+      : await StorageMembership.join(server, { store, leaseTtlMs: options.leaseTtl, logger });
   const where = server.host.includes(":")
     ? `[${server.host}]:${server.port}`
     : `${server.host}:${server.port}`;
@@ -95,7 +129,11 @@ async function runStorageServe(options: ServeOptions, output: Output): Promise<n
     process.once("SIGTERM", () => resolve("SIGTERM"));
   });
   output.line(`${signal}: stopping (finishing requests in flight, syncing chunk files)`);
+  // Leave the registry first, so filers stop sending before the server stops answering.
+  await membership?.close();
   await server.stop();
+  await registry?.close();
+  await store?.close();
   output.line("stopped");
   return 0;
 }
@@ -140,6 +178,18 @@ export function registerStorage(program: Command, output: Output = processOutput
         .argParser(collectPeer)
         .default(new Map(), "none"),
     )
+    .option(
+      "--etcd <urls>",
+      "join a cluster: etcd endpoints, comma-separated (e.g. http://127.0.0.1:2379)",
+      parseEndpoints,
+    )
+    .option("--namespace <prefix>", "key prefix of the cluster in etcd", NAMESPACE_DEFAULT)
+    .option(
+      "--lease-ttl <ms>",
+      "with --etcd: the server counts as dead this long after it stops renewing",
+      parseMilliseconds,
+      STORAGE_LEASE_TTL_MS_DEFAULT,
+    )
     .addOption(
       new Option("--log-level <level>", "log level (logs go to stderr)").choices(LEVELS).default("info"),
     )
@@ -148,12 +198,15 @@ export function registerStorage(program: Command, output: Output = processOutput
       [
         "",
         "Prints one line once listening: storage server ID listening on HOST:PORT (...).",
+        "With --etcd it registers itself (peers are found there) and learns volumes' owner epochs.",
         "SIGINT or SIGTERM: finish the requests in flight, sync every chunk file, exit 0.",
         "",
         "Example (two servers on one machine):",
         "  flotilla storage secret --out /srv/secret",
         "  flotilla storage serve --data /srv/s1 --id s1 --secret-file /srv/secret --port 7411 --peer s2=127.0.0.1:7412",
         "  flotilla storage serve --data /srv/s2 --id s2 --secret-file /srv/secret --port 7412 --peer s1=127.0.0.1:7411",
+        "In a cluster:",
+        "  flotilla storage serve --data /srv/s1 --id s1 --secret-file /srv/secret --etcd http://127.0.0.1:2379",
       ].join("\n"),
     )
     .action((options: ServeOptions) =>

@@ -70,6 +70,8 @@ export interface ChunkMoverOptions {
   readonly checkpointBlocks?: number;
   /** Blocks one copy request moves (at most REQUEST_BLOCKS_MAX). */
   readonly copyStepBlocks?: number;
+  /** Copy requests of one move in flight at once. */
+  readonly copyInFlight?: number;
   /** Copy restarts of one chunk before the move is given up. */
   readonly restartsMax?: number;
   readonly onProgress?: (progress: MoveProgress) => void;
@@ -100,6 +102,7 @@ export class ChunkMover {
   private readonly checkpointBlocks: number;
   private readonly restartsMax: number;
   private readonly copyStepBlocks: number;
+  private readonly copyInFlight: number;
 
   private readonly options: ChunkMoverOptions;
 
@@ -108,10 +111,11 @@ export class ChunkMover {
     this.store = options.store;
     this.log = (options.logger ?? pino({ level: "silent" })).child({ component: "chunk-mover" });
     this.throttle = new Throttle(options.bandwidthBytesPerSecond ?? 0);
-    this.slots = new KeyedSemaphore(options.movesPerServerMax ?? 2);
+    this.slots = new KeyedSemaphore(options.movesPerServerMax ?? 4);
     this.ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
-    this.checkpointBlocks = options.checkpointBlocks ?? REQUEST_BLOCKS_MAX;
+    this.checkpointBlocks = options.checkpointBlocks ?? 4 * REQUEST_BLOCKS_MAX;
     this.restartsMax = options.restartsMax ?? 5;
+    this.copyInFlight = Math.max(1, options.copyInFlight ?? 4);
     this.copyStepBlocks = Math.min(options.copyStepBlocks ?? REQUEST_BLOCKS_MAX, REQUEST_BLOCKS_MAX);
   }
 
@@ -150,10 +154,9 @@ export class ChunkMover {
     let intent = await this.claim(plan);
     log.info({ generation: intent.value.generation, resumeAt: intent.value.copiedBlocks }, "moving chunk");
     try {
-      // A fault recorded by an earlier move of this chunk says nothing about this one.
-      await this.store.delete(keys.mirrorFault(plan.volumeId, plan.chunkIndex));
       let fill = await this.updateRoute(volume, plan.chunkIndex, (route) => withFilling(route, plan));
       await this.waitForAcks(volume, fill.modRevision);
+      let switchRevision = 0;
       for (let restarts = 0; ; restarts++) {
         try {
           await this.copyAndVerify(
@@ -168,7 +171,10 @@ export class ChunkMover {
               }),
           );
           const switched = await this.trySwitch(volume, plan, fill.modRevision, intent.modRevision);
-          if (switched === "switched") break;
+          if (typeof switched === "number") {
+            switchRevision = switched;
+            break;
+          }
           if (switched === "route-changed") {
             fill = await this.currentRoute(volume, plan.chunkIndex);
             if (
@@ -186,20 +192,21 @@ export class ChunkMover {
           }
           log.warn({ reason: error.message, restarts: restarts + 1 }, "restarting the chunk's copy");
           intent = await this.restartIntent(plan, intent);
-          await this.store.delete(keys.mirrorFault(plan.volumeId, plan.chunkIndex));
           await sleep(Math.min(50 * 2 ** restarts, 1000));
         }
       }
-      const switchedRoute = await this.currentRoute(volume, plan.chunkIndex);
-      await this.waitForAcks(volume, switchedRoute.modRevision);
-      if (!plan.keepSource) {
-        await this.client(plan.from)
-          .dropChunk(chunk)
-          .catch((error: unknown) =>
-            log.warn({ err: error }, "could not drop the source copy; it is garbage now"),
-          );
-      }
-      await this.store.delete(keys.move(plan.volumeId, plan.chunkIndex));
+      await this.waitForAcks(volume, switchRevision);
+      // Every filer now sends to the new replica set only: the source copy can go.
+      await Promise.all([
+        plan.keepSource
+          ? undefined
+          : this.client(plan.from)
+              .dropChunk(chunk)
+              .catch((error: unknown) =>
+                log.warn({ err: error }, "could not drop the source copy; it is garbage now"),
+              ),
+        this.store.delete(keys.move(plan.volumeId, plan.chunkIndex)),
+      ]);
       log.info("chunk moved");
     } catch (error) {
       if (error instanceof MoveError && error.code === "SUPERSEDED") throw error;
@@ -235,7 +242,11 @@ export class ChunkMover {
         };
         const result = await this.store.txn(
           [{ key, target: "create", equals: 0 }],
-          [{ op: "put", key, value: encodeRecord(moveIntentSchema, value) }],
+          [
+            { op: "put", key, value: encodeRecord(moveIntentSchema, value) },
+            // A fault recorded by an earlier copy of this chunk says nothing about this one.
+            { op: "delete", key: keys.mirrorFault(plan.volumeId, plan.chunkIndex) },
+          ],
         );
         if (result.succeeded) return { value, modRevision: result.revision };
         continue;
@@ -250,7 +261,11 @@ export class ChunkMover {
       const value = { ...current, generation: current.generation + 1 };
       const result = await this.store.txn(
         [{ key, target: "mod", equals: existing.modRevision }],
-        [{ op: "put", key, value: encodeRecord(moveIntentSchema, value) }],
+        [
+          { op: "put", key, value: encodeRecord(moveIntentSchema, value) },
+          // A fault recorded by an earlier copy of this chunk says nothing about this one.
+          { op: "delete", key: keys.mirrorFault(plan.volumeId, plan.chunkIndex) },
+        ],
       );
       if (result.succeeded) return { value, modRevision: result.revision };
     }
@@ -264,12 +279,18 @@ export class ChunkMover {
     plan: MovePlan,
     intent: { value: MoveIntent; modRevision: number },
     copiedBlocks: number,
+    clearFault = false,
   ): Promise<{ value: MoveIntent; modRevision: number }> {
     const key = keys.move(plan.volumeId, plan.chunkIndex);
     const value = { ...intent.value, copiedBlocks };
     const result = await this.store.txn(
       [{ key, target: "mod", equals: intent.modRevision }],
-      [{ op: "put", key, value: encodeRecord(moveIntentSchema, value) }],
+      [
+        { op: "put", key, value: encodeRecord(moveIntentSchema, value) },
+        ...(clearFault
+          ? [{ op: "delete" as const, key: keys.mirrorFault(plan.volumeId, plan.chunkIndex) }]
+          : []),
+      ],
     );
     if (!result.succeeded) throw new MoveError("SUPERSEDED", "another mover took this chunk's move over");
     return { value, modRevision: result.revision };
@@ -283,7 +304,7 @@ export class ChunkMover {
       value: { ...intent.value, generation: intent.value.generation + 1 },
       modRevision: intent.modRevision,
     };
-    return this.checkpoint(plan, next, 0);
+    return this.checkpoint(plan, next, 0, true);
   }
 
   private async copyAndVerify(
@@ -297,18 +318,30 @@ export class ChunkMover {
     const target = this.client(plan.to);
     await this.call(() => target.beginFill(chunk, generation));
     let sinceCheckpoint = 0;
+    // Copy requests go out `copyInFlight` at a time; a checkpoint only ever names a frontier below
+    // which every range has been copied.
     for (let offset = resumeAt; offset < blockCount; ) {
       await this.checkFault(plan);
-      const count = Math.min(this.copyStepBlocks, blockCount - offset);
-      await this.throttle.take(count * BLOCK_BYTES);
-      await this.call(() => target.copyFrom(chunk, generation, plan.from, offset, count));
-      this.options.onProgress?.({
-        volumeId: plan.volumeId,
-        chunkIndex: plan.chunkIndex,
-        bytes: count * BLOCK_BYTES,
-      });
-      offset += count;
-      sinceCheckpoint += count;
+      const batch: [number, number][] = [];
+      for (let at = offset; at < blockCount && batch.length < this.copyInFlight; ) {
+        const count = Math.min(this.copyStepBlocks, blockCount - at);
+        batch.push([at, count]);
+        at += count;
+      }
+      await Promise.all(
+        batch.map(async ([at, count]) => {
+          await this.throttle.take(count * BLOCK_BYTES);
+          await this.call(() => target.copyFrom(chunk, generation, plan.from, at, count));
+          this.options.onProgress?.({
+            volumeId: plan.volumeId,
+            chunkIndex: plan.chunkIndex,
+            bytes: count * BLOCK_BYTES,
+          });
+        }),
+      );
+      const copied = batch.reduce((sum, [, count]) => sum + count, 0);
+      offset += copied;
+      sinceCheckpoint += copied;
       if (sinceCheckpoint >= this.checkpointBlocks && offset < blockCount) {
         await checkpoint(offset);
         sinceCheckpoint = 0;
@@ -366,14 +399,15 @@ export class ChunkMover {
   /**
    * B becomes active (and A leaves, unless kept) in one transaction that also requires the route to be
    * the one B was filled under and no mirror fault to be recorded: a filer that saw a mirrored write
-   * fail records the fault against that same route revision, so one of the two wins.
+   * fail records the fault against that same route revision, so one of the two wins. Resolves with
+   * the switch's revision when it happened.
    */
   private async trySwitch(
     volume: VolumeRecord,
     plan: MovePlan,
     fillRevision: number,
     intentRevision: number,
-  ): Promise<"switched" | "fault" | "route-changed"> {
+  ): Promise<number | "fault" | "route-changed"> {
     const routeKey = keys.route(volume.volumeId, plan.chunkIndex);
     const faultKey = keys.mirrorFault(volume.volumeId, plan.chunkIndex);
     const current = await this.currentRoute(volume, plan.chunkIndex);
@@ -395,7 +429,7 @@ export class ChunkMover {
         { op: "get", key: keys.move(volume.volumeId, plan.chunkIndex) },
       ],
     );
-    if (result.succeeded) return "switched";
+    if (result.succeeded) return result.revision;
     const [fault, move] = result.gets;
     if (move === undefined || move.modRevision !== intentRevision) {
       throw new MoveError("SUPERSEDED", "another mover took this chunk's move over");

@@ -4,13 +4,8 @@
  * follows later changes, and registers itself under a lease it keeps alive.
  */
 import { type Logger, pino } from "pino";
-import {
-  type CoordinationStore,
-  type Lease,
-  StoreError,
-  type Watch,
-  type WatchEvent,
-} from "../cluster/store/index.ts";
+import { type Follower, followPrefix } from "../cluster/store/follow.ts";
+import { type CoordinationStore, type Lease, StoreError, type WatchEvent } from "../cluster/store/index.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import {
   decodeRecord,
@@ -56,7 +51,7 @@ export async function ownerEpochs(
 
 export class StorageMembership implements AsyncDisposable {
   private lease: Lease | undefined;
-  private ownersWatch: Watch | undefined;
+  private owners: Follower | undefined;
   private timer: Disposable | undefined;
   private renewing = false;
   private closed = false;
@@ -78,17 +73,21 @@ export class StorageMembership implements AsyncDisposable {
   }
 
   /**
-   * Follows owner epochs from `fromRevision` (the revision `ownerEpochs` was read at), then registers
-   * the server and keeps its lease alive until closed.
+   * Follows owner epochs (the server was started with the `ownerEpochs` read before; a snapshot
+   * taken now catches anything since), then registers the server and keeps its lease alive.
    */
-  static async join(
-    server: MemberServer,
-    fromRevision: number,
-    options: MembershipOptions,
-  ): Promise<StorageMembership> {
+  static async join(server: MemberServer, options: MembershipOptions): Promise<StorageMembership> {
     const membership = new StorageMembership(server, options);
-    membership.ownersWatch = await options.store.watch(OWNERS_PREFIX, fromRevision + 1, (event) =>
-      membership.onOwner(event),
+    membership.owners = await followPrefix(
+      options.store,
+      OWNERS_PREFIX,
+      {
+        onSnapshot: (kvs) => {
+          for (const kv of kvs) membership.onOwner({ type: "put", kv });
+        },
+        onEvent: (event) => membership.onOwner(event),
+      },
+      membership.log,
     );
     await membership.register();
     membership.timer = membership.clock.every(Math.max(1, Math.floor(membership.ttlMs / 3)), () =>
@@ -162,7 +161,7 @@ export class StorageMembership implements AsyncDisposable {
     if (this.closed) return;
     this.closed = true;
     this.timer?.[Symbol.dispose]();
-    await this.ownersWatch?.cancel();
+    await this.owners?.close();
   }
 
   /** Leaves the cluster: the registration goes at once, not after the lease runs out. */
@@ -170,7 +169,7 @@ export class StorageMembership implements AsyncDisposable {
     if (this.closed) return;
     this.closed = true;
     this.timer?.[Symbol.dispose]();
-    await this.ownersWatch?.cancel();
+    await this.owners?.close();
     await this.lease?.revoke().catch(() => undefined);
   }
 

@@ -4,7 +4,8 @@
  */
 import type { Logger } from "pino";
 import { pino } from "pino";
-import type { CoordinationStore, Watch, WatchEvent } from "../cluster/store/index.ts";
+import { type Follower, followPrefix } from "../cluster/store/follow.ts";
+import type { CoordinationStore, KeyValue, WatchEvent } from "../cluster/store/index.ts";
 import {
   decodeRecord,
   lastKeyPart,
@@ -29,7 +30,7 @@ interface Entry {
 export class ServerRegistry implements ServerDirectory, StorageClientSource, AsyncDisposable {
   private readonly entries = new Map<string, Entry>();
   private readonly closing = new Set<StorageClient>();
-  private watch: Watch | undefined;
+  private follower: Follower | undefined;
   private readonly listeners = new Set<() => void>();
 
   private readonly makeClient: StorageClientFactory;
@@ -50,9 +51,12 @@ export class ServerRegistry implements ServerDirectory, StorageClientSource, Asy
       makeClient,
       (logger ?? pino({ level: "silent" })).child({ component: "server-registry" }),
     );
-    const { kvs, revision } = await store.range(SERVERS_PREFIX);
-    for (const kv of kvs) registry.apply({ type: "put", kv });
-    registry.watch = await store.watch(SERVERS_PREFIX, revision + 1, (event) => registry.apply(event));
+    registry.follower = await followPrefix(
+      store,
+      SERVERS_PREFIX,
+      { onSnapshot: (kvs) => registry.resync(kvs), onEvent: (event) => registry.apply(event) },
+      registry.log,
+    );
     return registry;
   }
 
@@ -80,6 +84,16 @@ export class ServerRegistry implements ServerDirectory, StorageClientSource, Asy
   onChange(listener: () => void): Disposable {
     this.listeners.add(listener);
     return { [Symbol.dispose]: () => this.listeners.delete(listener) };
+  }
+
+  /** A fresh snapshot: servers missing from it have left. */
+  private resync(kvs: readonly KeyValue[]): void {
+    const present = new Set(kvs.map((kv) => lastKeyPart(kv.key)));
+    for (const serverId of [...this.entries.keys()]) {
+      if (!present.has(serverId))
+        this.apply({ type: "delete", key: `${SERVERS_PREFIX}${serverId}`, revision: 0 });
+    }
+    for (const kv of kvs) this.apply({ type: "put", kv });
   }
 
   private apply(event: WatchEvent): void {
@@ -126,7 +140,7 @@ export class ServerRegistry implements ServerDirectory, StorageClientSource, Asy
   }
 
   async close(): Promise<void> {
-    await this.watch?.cancel();
+    await this.follower?.close();
     const clients = [...this.entries.values()].flatMap((e) => (e.client ? [e.client] : []));
     this.entries.clear();
     await Promise.allSettled([...clients, ...this.closing].map((c) => c[Symbol.asyncDispose]()));

@@ -131,14 +131,22 @@ export async function createVolume(
       cause: error,
     });
   }
-  // Claim the id and the owner record first: a concurrent create of the same id fails here.
+  // Claim the id through its owner record: of two concurrent creates, one changes it first and the
+  // other's compare fails. A deleted volume leaves its owner record behind, so a volume made again
+  // under the same id goes on from the old epoch: servers remember epochs, and would fence a restart.
+  const ownerKv = await store.get(keys.owner(volumeId));
+  const previousEpoch =
+    ownerKv === undefined ? 0 : decodeRecord(ownerRecordSchema, ownerKv.key, ownerKv.value).epoch;
   const claimed = await store.txn(
-    [{ key: keys.volume(volumeId), target: "create", equals: 0 }],
+    [
+      { key: keys.volume(volumeId), target: "create", equals: 0 },
+      { key: keys.owner(volumeId), target: "mod", equals: ownerKv?.modRevision ?? 0 },
+    ],
     [
       {
         op: "put",
         key: keys.owner(volumeId),
-        value: encodeRecord(ownerRecordSchema, { epoch: 0, owner: "" }),
+        value: encodeRecord(ownerRecordSchema, { epoch: previousEpoch, owner: "creating" }),
       },
     ],
   );
@@ -154,6 +162,14 @@ export async function createVolume(
         }),
       );
     });
+    // Servers may remember a higher epoch than the store (an owner record lost with its store):
+    // start above every one of them.
+    const serverIds = [...new Set(placement.flat())];
+    const epochs = await Promise.all(
+      serverIds.map((id) => registry.clientFor(id)?.ownerEpoch(volumeId) ?? 0),
+    );
+    const epoch = Math.max(previousEpoch, ...epochs);
+    await store.put(keys.owner(volumeId), encodeRecord(ownerRecordSchema, { epoch, owner: "" }));
     for (let first = 0; first < placement.length; first += ROUTES_PER_TXN) {
       const ops: TxnOp[] = placement.slice(first, first + ROUTES_PER_TXN).map((replicas, i) => ({
         op: "put",
@@ -231,7 +247,7 @@ async function removeVolumeRecords(store: CoordinationStore, volume: VolumeRecor
     }
     await store.txn([], ops);
   }
-  await store.delete(keys.owner(volume.volumeId));
+  // The owner record stays: its epoch must never go back, should the id be used again.
   await store.delete(keys.volume(volume.volumeId));
 }
 

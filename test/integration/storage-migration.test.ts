@@ -11,6 +11,7 @@ import { takeCensus } from "../../src/storage/chunk-census.ts";
 import type { MovePlan } from "../../src/storage/chunk-mover.ts";
 import { DrainError, drainServer } from "../../src/storage/drain.ts";
 import { ReplicaSupervisor } from "../../src/storage/replica-supervisor.ts";
+import { deleteVolume } from "../../src/storage/volumes.ts";
 import { StorageTestCluster } from "../support/storage-cluster.ts";
 import { replicasAgree, WriteLoad } from "../support/write-load.ts";
 
@@ -208,4 +209,19 @@ test("a mover that dies mid-copy: another resumes the intent and copies only wha
     `the resumed copy moved ${copied} bytes, more than the half left`,
   );
   await settle(device, load);
+});
+
+test("a volume id used again after delete: the new volume opens and writes (its epoch goes on, never back)", async () => {
+  await cluster.createVolume("again", VOLUME_BYTES, 2, CHUNK_BLOCKS);
+  const { device, epoch } = await cluster.openDevice("again");
+  await device.write(0, new Uint8Array(4096).fill(1));
+  await device.close();
+  await deleteVolume(cluster.store, cluster.registry, "again");
+  await assert.rejects(cluster.openDevice("again"), /does not exist/);
+  await cluster.createVolume("again", VOLUME_BYTES, 2, CHUNK_BLOCKS);
+  const reopened = await cluster.openDevice("again");
+  assert.ok(reopened.epoch > epoch, `epoch ${reopened.epoch} after ${epoch}`);
+  await reopened.device.write(0, new Uint8Array(4096).fill(2));
+  assert.deepEqual(await reopened.device.read(0, 1), new Uint8Array(4096).fill(2));
+  await assert.rejects(cluster.createVolume("again", VOLUME_BYTES), /already exists/);
 });

@@ -118,7 +118,7 @@ export class StorageTestCluster implements AsyncDisposable {
   }
 
   private async startMember(serverId: string, member: Member): Promise<void> {
-    const { epochs, revision } = await ownerEpochs(this.store);
+    const { epochs } = await ownerEpochs(this.store);
     const server = await StorageServer.start({
       serverId,
       dataDir: member.dataDir,
@@ -128,7 +128,7 @@ export class StorageTestCluster implements AsyncDisposable {
       ownerEpochs: epochs,
     });
     member.server = server;
-    member.membership = await StorageMembership.join(server, revision, {
+    member.membership = await StorageMembership.join(server, {
       store: this.store,
       leaseTtlMs: this.leaseTtlMs,
     });
