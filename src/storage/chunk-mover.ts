@@ -92,6 +92,10 @@ export class MoveError extends Error {
 class RestartCopy extends Error {}
 
 const VERIFY_ROUNDS = 4;
+/** Acknowledgements usually take one store round trip: look often, it is a cheap read. */
+const ACK_POLL_MS_MAX = 10;
+/** Acknowledgements usually take one store round trip: look often, it is a cheap read. */
+const ACK_POLL_MS_MAX = 10;
 
 export class ChunkMover {
   private readonly store: CoordinationStore;
@@ -456,7 +460,7 @@ export class ChunkMover {
   /** Waits until every filer using the volume has applied routing at least as new as `revision`. */
   private async waitForAcks(volume: VolumeRecord, revision: number): Promise<void> {
     const deadline = performance.now() + this.ackTimeoutMs;
-    for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
+    for (let delay = 2; ; delay = Math.min(delay * 2, ACK_POLL_MS_MAX)) {
       const { kvs } = await this.store.range(keys.filersOf(volume.volumeId));
       const behind = kvs.filter(
         (kv) => decodeRecord(filerAckSchema, kv.key, kv.value).routingRevision < revision,
