@@ -11,7 +11,7 @@
  *   npm run bench:storage               (512 MiB sequential, 256 MiB migrated, 6 s latency phases)
  *   npm run bench:storage -- --quick
  *
- * Flags: --mib N, --migrate-mib N, --seconds N, --bandwidth SIZE (migration cap in phase 3; default
+ * Flags: --mib N, --migrate-mib N, --seconds N, --moves N (chunk moves per server at once, default 4), --bandwidth SIZE (migration cap in phase 3; default
  * 60% of the measured raw copy rate), --dir PATH. Needs `etcd` (Debian package etcd-server).
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -43,6 +43,7 @@ interface Settings {
   readonly migrateMib: number;
   readonly seconds: number;
   readonly bandwidth: number | undefined;
+  readonly moves: number;
   readonly dir: string;
 }
 
@@ -54,6 +55,7 @@ function settings(): Settings {
       "migrate-mib": { type: "string" },
       seconds: { type: "string" },
       bandwidth: { type: "string" },
+      moves: { type: "string" },
       dir: { type: "string" },
     },
   });
@@ -69,6 +71,7 @@ function settings(): Settings {
     migrateMib: count(values["migrate-mib"], values.quick ? 64 : 256, "migrate-mib"),
     seconds: count(values.seconds, values.quick ? 3 : 6, "seconds"),
     bandwidth: values.bandwidth === undefined ? undefined : parseSize(values.bandwidth),
+    moves: count(values.moves, 4, "moves"),
     dir: values.dir ?? tmpdir(),
   };
 }
@@ -281,7 +284,7 @@ async function main(): Promise<void> {
     const plans = await plansOf("s1", "s2", "mig");
     const movedBytes = plans.length * 1024 * BLOCK_BYTES;
     const rawRate = await rawCopy(join(root, "s1", "volumes", "mig"), join(root, "raw-copy"), movedBytes);
-    const mover = new ChunkMover({ store, servers: registry });
+    const mover = new ChunkMover({ store, servers: registry, movesPerServerMax: s.moves });
     const started = performance.now();
     await Promise.all(plans.map((plan) => mover.move(plan)));
     const migrateRate = movedBytes / MIB / ((performance.now() - started) / 1000);
@@ -294,7 +297,12 @@ async function main(): Promise<void> {
     const idle = await randomWriteLatencies(lat, s.seconds, 1);
     const back = await plansOf("s2", "s1", "mig");
     const cap = s.bandwidth ?? Math.round(rawRate * 0.6 * MIB);
-    const throttled = new ChunkMover({ store, servers: registry, bandwidthBytesPerSecond: cap });
+    const throttled = new ChunkMover({
+      store,
+      servers: registry,
+      bandwidthBytesPerSecond: cap,
+      movesPerServerMax: s.moves,
+    });
     let busyBytes = 0;
     const migrationStarted = performance.now();
     let migrationEnded = 0;

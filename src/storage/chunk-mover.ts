@@ -94,8 +94,6 @@ class RestartCopy extends Error {}
 const VERIFY_ROUNDS = 4;
 /** Acknowledgements usually take one store round trip: look often, it is a cheap read. */
 const ACK_POLL_MS_MAX = 10;
-/** Acknowledgements usually take one store round trip: look often, it is a cheap read. */
-const ACK_POLL_MS_MAX = 10;
 
 export class ChunkMover {
   private readonly store: CoordinationStore;
