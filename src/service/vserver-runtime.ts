@@ -1,0 +1,146 @@
+/**
+ * One vserver running on this node: its volume mounted from a block device (the node agent has
+ * already taken ownership and fenced the previous owner), and NFS and MOUNT answered on each of its
+ * VIPs. Its handles are keyed by its own secret, so a handle of another vserver is refused here.
+ */
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import type { BlockDevice } from "../block/index.ts";
+import { mkfs, mount, type Volume } from "../fs/index.ts";
+import { DuplicateRequestCache } from "../nfs/dup-cache.ts";
+import { type ExportRule, ExportTable } from "../nfs/exports.ts";
+import { FileHandleCodec } from "../nfs/file-handle.ts";
+import { ProcedureMetrics } from "../nfs/metrics.ts";
+import { mountProgram } from "../nfs/mount/mount-program.ts";
+import { nfsProgram } from "../nfs/nfs-program.ts";
+import type { NfsVolumeService } from "../nfs/procedure.ts";
+import { RpcServer } from "../rpc/index.ts";
+import type { RpcOutcome } from "../rpc/types.ts";
+import { assert } from "../util/assert.ts";
+
+export interface VserverRuntimeOptions {
+  /** 32-bit ids that go into file handles: stable for the vserver's life, across failovers. */
+  readonly vserverId: number;
+  readonly volumeId: number;
+  /** The vserver's handle key (32 bytes or more), the same on every node that runs it. */
+  readonly handleKey: Uint8Array;
+  readonly device: BlockDevice;
+  /** Make a file system on the device first: only for a volume never formatted. */
+  readonly format: boolean;
+  /** Addresses to answer on: the vserver's VIPs. */
+  readonly vips: readonly string[];
+  /** The same ports on every VIP; 0 lets each VIP pick its own. */
+  readonly nfsPort: number;
+  readonly mountPort: number;
+  readonly exports: readonly ExportRule[];
+  readonly logger: Logger;
+  readonly cacheBytes?: number;
+}
+
+export interface VipEndpoint {
+  readonly address: string;
+  readonly nfsPort: number;
+  readonly mountPort: number;
+  /** What a libnfs client mounts the export with. */
+  readonly url: string;
+}
+
+export class VserverRuntime implements AsyncDisposable {
+  readonly endpoints: readonly VipEndpoint[];
+  /** New at every start, so clients resend unstable writes after a failover. */
+  readonly writeVerifier: Uint8Array;
+  readonly metrics: ProcedureMetrics;
+  readonly volume: Volume;
+  private readonly servers: readonly RpcServer[];
+  private readonly log: Logger;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(fields: {
+    endpoints: VipEndpoint[];
+    writeVerifier: Uint8Array;
+    metrics: ProcedureMetrics;
+    volume: Volume;
+    servers: RpcServer[];
+    log: Logger;
+  }) {
+    this.endpoints = fields.endpoints;
+    this.writeVerifier = fields.writeVerifier;
+    this.metrics = fields.metrics;
+    this.volume = fields.volume;
+    this.servers = fields.servers;
+    this.log = fields.log;
+  }
+
+  static async start(options: VserverRuntimeOptions): Promise<VserverRuntime> {
+    assert(options.vips.length > 0, "a vserver answers on at least one VIP");
+    const log = options.logger.child({ vserverId: options.vserverId });
+    if (options.format) {
+      await mkfs(options.device);
+      log.info("made a new file system");
+    }
+    const volume = await mount(
+      options.device,
+      options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes },
+    );
+    const writeVerifier = new Uint8Array(randomBytes(8));
+    const service: NfsVolumeService = {
+      vserverId: options.vserverId,
+      volumeId: options.volumeId,
+      fsid: BigInt(options.vserverId) * 0x1_0000_0000n + BigInt(options.volumeId),
+      volume,
+      handles: new FileHandleCodec(options.handleKey),
+      writeVerifier,
+    };
+    const table = new ExportTable(options.exports);
+    const exports = (): ExportTable => table;
+    const metrics = new ProcedureMetrics();
+    // One cache for all VIPs: a retransmission that arrives on another VIP is still answered from it.
+    const dupCache = new DuplicateRequestCache<RpcOutcome>();
+    const servers: RpcServer[] = [];
+    const endpoints: VipEndpoint[] = [];
+    try {
+      for (const address of options.vips) {
+        const nfs = new RpcServer({
+          name: "nfs",
+          logger: log,
+          programs: [nfsProgram({ service, exports, logger: log, metrics, dupCache })],
+        });
+        const mountd = new RpcServer({
+          name: "mount",
+          logger: log,
+          programs: [mountProgram({ service, exports, logger: log, metrics })],
+        });
+        servers.push(nfs, mountd);
+        const nfsPort = (await nfs.listen(address, options.nfsPort)).port;
+        const mountPort = (await mountd.listen(address, options.mountPort)).port;
+        const host = address.includes(":") ? `[${address}]` : address;
+        endpoints.push({
+          address,
+          nfsPort,
+          mountPort,
+          url: `nfs://${host}/?version=3&nfsport=${nfsPort}&mountport=${mountPort}`,
+        });
+      }
+    } catch (error) {
+      await Promise.allSettled(servers.map((s) => s.close()));
+      await volume.unmount().catch(() => undefined);
+      throw error;
+    }
+    log.info({ endpoints: endpoints.map((e) => e.url) }, "vserver serving");
+    return new VserverRuntime({ endpoints, writeVerifier, metrics, volume, servers, log });
+  }
+
+  /** Stops answering, lets calls in flight finish, commits and unmounts. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.allSettled(this.servers.map((s) => s.close()));
+      await this.volume.unmount();
+      this.log.info("vserver stopped");
+    })();
+    return this.stopping;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
