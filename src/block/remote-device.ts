@@ -49,6 +49,8 @@ export interface RemoteBlockDeviceOptions {
   readonly stallMaxMs?: number;
   readonly retryDelayMsMin?: number;
   readonly retryDelayMsMax?: number;
+  /** Called once, when a storage server first refuses this owner as fenced: a newer owner exists. */
+  readonly onFenced?: (error: BlockDeviceError) => void;
 }
 
 export const REMOTE_STALL_MAX_MS_DEFAULT = 60_000;
@@ -229,6 +231,16 @@ export class RemoteBlockDevice implements BlockDevice {
       .catch((error: unknown) => {
         this.log.warn({ err: error }, "could not withdraw the routing acknowledgement");
       });
+  }
+
+  /**
+   * Stops without a clean unmount, as a crash would: routing is no longer followed and nothing is
+   * flushed or withdrawn (the acknowledgement key goes with the filer's lease).
+   */
+  async abandon(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.follower?.close();
   }
 
   // --- Routing -----------------------------------------------------------------------------------
@@ -657,7 +669,10 @@ export class RemoteBlockDevice implements BlockDevice {
       undefined,
       { cause },
     );
-    this.log.error("fenced: a newer owner holds the volume; this device refuses all further I/O");
+    if (this.fencedError.cause === cause) {
+      this.log.error("fenced: a newer owner holds the volume; this device refuses all further I/O");
+      this.options.onFenced?.(this.fencedError);
+    }
     return this.fencedError;
   }
 

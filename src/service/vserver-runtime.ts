@@ -140,6 +140,17 @@ export class VserverRuntime implements AsyncDisposable {
     return this.stopping;
   }
 
+  /**
+   * Stops answering at once and cuts every connection, without committing or unmounting: for a node
+   * that has lost its lease or been fenced (its writes would be refused anyway), and for a simulated
+   * crash. Nothing unacknowledged is promised to anyone; acknowledged stable writes are on storage.
+   */
+  async abort(): Promise<void> {
+    const aborted = Promise.allSettled(this.servers.map((s) => s.abort()));
+    this.stopping ??= aborted.then(() => this.log.warn("vserver aborted"));
+    await aborted;
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }

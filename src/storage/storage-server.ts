@@ -190,6 +190,17 @@ export class StorageServer implements AsyncDisposable {
     return this.stopping;
   }
 
+  /** Stops as a crash would for its clients: every connection cut, requests in flight unanswered. */
+  abort(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.rpc.abort();
+      await this.peers.close();
+      await this.store.close();
+      this.log.warn("storage server aborted");
+    })();
+    return this.stopping;
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }

@@ -1,0 +1,231 @@
+/**
+ * The master's work while it holds its term: watch the cluster, run the pure planner on every change
+ * (and on a tick, for settle and cooldown timers), and write the placements it proposes. Each write is
+ * a compare-and-swap on the placement's revision and on the master's term, so a stale plan or a
+ * deposed master never lands.
+ *
+ * Liveness history (when a node's lease appeared or vanished, whether it ever died) is not in the
+ * store: the master learns it from lease events. A new master starts without it and treats every node
+ * alive at takeover as settled, every absent one as dead since the takeover.
+ */
+import type { Logger } from "pino";
+import { encodeRecord } from "../storage/catalog.ts";
+import { runBounded } from "../storage/volumes.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
+import { clusterKeys, NODES_PREFIX, type PlacementRecord, placementRecordSchema } from "./catalog.ts";
+import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
+import { termCompare } from "./master-election.ts";
+import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
+import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
+import type { Compare, CoordinationStore } from "./store/index.ts";
+
+export interface MasterOptions {
+  readonly store: CoordinationStore;
+  readonly nodeId: string;
+  readonly term: number;
+  readonly policy?: PlannerPolicy;
+  /** How often the master plans even without a change (timers: settle, cooldown). */
+  readonly tickMs?: number;
+  readonly clock?: Clock;
+  readonly logger: Logger;
+}
+
+interface Liveness {
+  alive: boolean;
+  sinceMs: number;
+  hasDied: boolean;
+}
+
+/** Placement writes in flight at once. */
+const WRITES_IN_FLIGHT_MAX = 16;
+const TICK_MS_DEFAULT = 500;
+
+export class Master implements AsyncDisposable {
+  private view: ClusterView | undefined;
+  private readonly liveness = new Map<string, Liveness>();
+  private planning = false;
+  private again = false;
+  private closed = false;
+  private timer: Disposable | undefined;
+  private readonly options: MasterOptions;
+  private readonly policy: PlannerPolicy;
+  private readonly log: Logger;
+  /** Plans run and placements written, for status and tests. */
+  readonly counters = { plans: 0, placementsWritten: 0, conflicts: 0 };
+
+  private constructor(options: MasterOptions) {
+    this.options = options;
+    this.policy = options.policy ?? PLANNER_POLICY_DEFAULT;
+    this.log = options.logger.child({ component: "master", term: options.term });
+  }
+
+  static async start(options: MasterOptions): Promise<Master> {
+    const master = new Master(options);
+    master.view = await ClusterView.follow(options.store, master.log, (changes) => master.onChange(changes));
+    master.timer = (options.clock ?? systemClock).every(options.tickMs ?? TICK_MS_DEFAULT, () =>
+      master.schedule(),
+    );
+    master.log.info("master started");
+    master.schedule();
+    return master;
+  }
+
+  private onChange(changes: readonly ViewChange[] | null): void {
+    const nowMs = Date.now();
+    const snapshot = this.view?.current;
+    if (snapshot === undefined) return;
+    if (changes === null) {
+      for (const id of knownNodeIds(snapshot)) this.observe(id, snapshot.nodes.has(id), nowMs);
+    } else {
+      for (const change of changes) {
+        if (change.key.startsWith(NODES_PREFIX))
+          this.observe(change.key.slice(NODES_PREFIX.length), change.exists, nowMs);
+      }
+    }
+    this.schedule();
+  }
+
+  private observe(nodeId: string, alive: boolean, nowMs: number): void {
+    const known = this.liveness.get(nodeId);
+    if (known === undefined) {
+      this.liveness.set(nodeId, { alive, sinceMs: nowMs, hasDied: !alive });
+      return;
+    }
+    if (known.alive === alive) return;
+    known.alive = alive;
+    known.sinceMs = nowMs;
+    if (!alive) known.hasDied = true;
+    this.log.info({ nodeId, alive }, alive ? "node joined" : "node lost its lease");
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.planning) {
+      this.again = true;
+      return;
+    }
+    this.planning = true;
+    this.planAndWrite()
+      .catch((error: unknown) => this.log.error({ err: error }, "planning pass failed"))
+      .finally(() => {
+        this.planning = false;
+        if (this.again) {
+          this.again = false;
+          this.schedule();
+        }
+      });
+  }
+
+  /** The planner's view of the cluster, built from the snapshot and the liveness history. */
+  clusterState(snapshot: ClusterSnapshot, nowMs: number): ClusterState {
+    const nodes: ClusterNode[] = [];
+    for (const id of knownNodeIds(snapshot)) {
+      const record = snapshot.nodes.get(id);
+      const live = this.liveness.get(id) ?? { alive: record !== undefined, sinceMs: nowMs, hasDied: false };
+      const roles: NodeRole[] = record === undefined ? ["filer"] : [...record.roles];
+      nodes.push({
+        id,
+        roles,
+        alive: record !== undefined,
+        sinceMs: Math.min(live.sinceMs, nowMs),
+        hasDied: live.hasDied,
+        operatorState: snapshot.settings.get(id)?.operatorState ?? "enabled",
+        vserversMax: record?.vserversMax ?? 0,
+        load: { loadPerCore: record?.loadPerCore ?? 0, memoryFreeBytes: record?.memoryFreeBytes ?? 0 },
+        reaches: record?.reaches ?? [],
+      });
+    }
+    const vservers: Vserver[] = [];
+    for (const [id, { record }] of snapshot.vservers) {
+      const placement = snapshot.placements.get(id)?.record;
+      vservers.push({
+        id,
+        name: record.name,
+        priority: record.priority,
+        pinned: record.pinned,
+        vips: record.vips,
+        volumes: record.volumes,
+        placement: {
+          node: placement?.node ?? null,
+          generation: placement?.generation ?? 0,
+          sinceMs: Math.min(placement?.sinceMs ?? nowMs, nowMs),
+        },
+        blocked: placement?.blocked ?? null,
+      });
+    }
+    return { nodes, vservers };
+  }
+
+  private async planAndWrite(): Promise<void> {
+    const snapshot = this.view?.current;
+    if (snapshot === undefined || this.closed) return;
+    const nowMs = Date.now();
+    const state = this.clusterState(snapshot, nowMs);
+    const actions = plan(state, nowMs, this.policy);
+    this.counters.plans++;
+    if (actions.length === 0) return;
+    const next = applyPlan(state, actions, nowMs);
+    const changed = next.vservers.filter((vserver, i) => vserver !== state.vservers[i]);
+    for (const action of actions) {
+      if (action.kind === "placement")
+        this.log.info(
+          {
+            vserverId: action.vserverId,
+            from: action.from,
+            to: action.to,
+            generation: action.generation,
+            cause: action.cause,
+          },
+          "placement",
+        );
+    }
+    await runBounded(changed.length, WRITES_IN_FLIGHT_MAX, async (i) => {
+      const vserver = changed[i]!;
+      await this.writePlacement(snapshot, vserver);
+    });
+  }
+
+  private async writePlacement(snapshot: ClusterSnapshot, vserver: Vserver): Promise<void> {
+    const key = clusterKeys.placement(vserver.id);
+    const known = snapshot.placements.get(vserver.id);
+    const record: PlacementRecord = {
+      node: vserver.placement.node,
+      generation: vserver.placement.generation,
+      sinceMs: vserver.placement.sinceMs,
+      blocked: vserver.blocked,
+    };
+    const vserverModRevision = snapshot.vservers.get(vserver.id)?.modRevision ?? 0;
+    const compares: Compare[] = [
+      termCompare(this.options.term),
+      // The vserver is unchanged (and not deleted) since the plan.
+      { key: clusterKeys.vserver(vserver.id), target: "mod", equals: vserverModRevision },
+      known === undefined
+        ? { key, target: "create", equals: 0 }
+        : { key, target: "mod", equals: known.modRevision },
+    ];
+    const result = await this.options.store.txn(compares, [
+      { op: "put", key, value: encodeRecord(placementRecordSchema, record) },
+    ]);
+    if (result.succeeded) this.counters.placementsWritten++;
+    else this.counters.conflicts++;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer?.[Symbol.dispose]();
+    await this.view?.close();
+    this.log.info("master stopped");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Every node the cluster knows: with a lease, with settings, or named by a placement. */
+function knownNodeIds(snapshot: ClusterSnapshot): string[] {
+  const ids = new Set<string>([...snapshot.nodes.keys(), ...snapshot.settings.keys()]);
+  for (const { record } of snapshot.placements.values()) if (record.node !== null) ids.add(record.node);
+  return [...ids].sort();
+}

@@ -1,0 +1,262 @@
+/**
+ * One cluster node: its storage server (storage role), its membership lease and health, its bid for
+ * master (and, while master, the planner loop and the storage tier's replica supervisor), and its
+ * agent serving the vservers placed on it (filer role). `flotilla node` runs one per process;
+ * `flotilla cluster up` runs three in one process on the embedded store.
+ */
+import { mkdir } from "node:fs/promises";
+import { cpus, freemem, loadavg } from "node:os";
+import type { Logger } from "pino";
+import { ChunkMover } from "../storage/chunk-mover.ts";
+import { ownerEpochs, StorageMembership } from "../storage/membership.ts";
+import { ReplicaSupervisor } from "../storage/replica-supervisor.ts";
+import { ServerRegistry } from "../storage/server-registry.ts";
+import { RemoteStorageClient } from "../storage/storage-client.ts";
+import { StorageServer } from "../storage/storage-server.ts";
+import type { NodeRecord } from "./catalog.ts";
+import { Master } from "./master.ts";
+import { MasterElection } from "./master-election.ts";
+import type { NodeRole, PlannerPolicy } from "./model.ts";
+import { NodeAgent } from "./node-agent.ts";
+import { NodeMembership } from "./node-membership.ts";
+import type { CoordinationStore } from "./store/index.ts";
+
+export interface NodeStorageOptions {
+  readonly dataDir: string;
+  readonly host: string;
+  /** 0: any free port. */
+  readonly port: number;
+  readonly capacityBytes: number;
+  /** A storage server's lease: it is declared missing when this runs out. */
+  readonly leaseTtlMs: number;
+}
+
+export interface NodeRuntimeOptions {
+  readonly store: CoordinationStore;
+  readonly nodeId: string;
+  readonly roles: readonly NodeRole[];
+  /** The cluster secret shared by storage servers and filers. */
+  readonly secret: Uint8Array;
+  /** Required with the storage role. */
+  readonly storage?: NodeStorageOptions;
+  readonly leaseTtlMs: number;
+  readonly vserversMax: number;
+  /** How long a storage server may be missing before the master declares it dead. */
+  readonly storageGraceMs: number;
+  readonly policy?: PlannerPolicy;
+  readonly adminUrl?: string;
+  readonly logger: Logger;
+}
+
+export const NODE_LEASE_TTL_MS_DEFAULT = 2000;
+export const VSERVERS_PER_NODE_DEFAULT = 64;
+
+export class NodeRuntime implements AsyncDisposable {
+  readonly nodeId: string;
+  storageServer: StorageServer | undefined;
+  private storageMembership: StorageMembership | undefined;
+  private registry: ServerRegistry | undefined;
+  private membership: NodeMembership | undefined;
+  private election: MasterElection | undefined;
+  private agentRef: NodeAgent | undefined;
+  private master:
+    | { master: Promise<Master | undefined>; supervisor: ReplicaSupervisor | undefined }
+    | undefined;
+  private readonly options: NodeRuntimeOptions;
+  private readonly log: Logger;
+  private readonly startedAtMs = Date.now();
+  private stopped = false;
+
+  private constructor(options: NodeRuntimeOptions) {
+    this.options = options;
+    this.nodeId = options.nodeId;
+    this.log = options.logger.child({ nodeId: options.nodeId });
+  }
+
+  static async start(options: NodeRuntimeOptions): Promise<NodeRuntime> {
+    const node = new NodeRuntime(options);
+    try {
+      await node.startParts();
+    } catch (error) {
+      await node.kill();
+      throw error;
+    }
+    return node;
+  }
+
+  private async startParts(): Promise<void> {
+    const { store, nodeId, secret } = this.options;
+    this.registry = await ServerRegistry.open(
+      store,
+      (record) =>
+        new RemoteStorageClient({ serverId: record.serverId, host: record.host, port: record.port, secret }),
+      this.log,
+    );
+    if (this.options.roles.includes("storage")) {
+      const storage = this.options.storage;
+      if (storage === undefined) throw new Error(`node ${nodeId}: the storage role needs storage options`);
+      await mkdir(storage.dataDir, { recursive: true });
+      this.storageServer = await StorageServer.start({
+        serverId: nodeId,
+        dataDir: storage.dataDir,
+        host: storage.host,
+        port: storage.port,
+        secret,
+        capacityBytes: storage.capacityBytes,
+        directory: this.registry,
+        logger: this.log,
+        ownerEpochs: (await ownerEpochs(store)).epochs,
+      });
+      this.storageMembership = await StorageMembership.join(this.storageServer, {
+        store,
+        leaseTtlMs: storage.leaseTtlMs,
+        logger: this.log,
+      });
+    }
+    this.membership = await NodeMembership.join({
+      store,
+      nodeId,
+      leaseTtlMs: this.options.leaseTtlMs,
+      health: () => this.health(),
+      onLost: () => {
+        this.election?.leaseLost();
+        void this.agentRef?.suspend();
+      },
+      onRejoined: () => this.agentRef?.reconcile(),
+      logger: this.log,
+    });
+    if (this.options.roles.includes("filer")) {
+      this.agentRef = await NodeAgent.start({
+        store,
+        nodeId,
+        servers: this.registry,
+        lease: () => this.membership?.lease,
+        logger: this.log,
+      });
+    }
+    this.election = new MasterElection({
+      store,
+      nodeId,
+      lease: () => this.membership?.lease,
+      pollMs: Math.max(100, Math.floor(this.options.leaseTtlMs / 4)),
+      onElected: (term) => this.becomeMaster(term),
+      onDeposed: () => void this.stopMaster(),
+      logger: this.log,
+    });
+  }
+
+  get agent(): NodeAgent | undefined {
+    return this.agentRef;
+  }
+
+  get isMaster(): boolean {
+    return (this.election?.currentTerm ?? 0) !== 0;
+  }
+
+  private health(): NodeRecord {
+    return {
+      nodeId: this.nodeId,
+      roles: [...this.options.roles],
+      vserversMax: this.options.roles.includes("filer") ? this.options.vserversMax : 0,
+      loadPerCore: (loadavg()[0] ?? 0) / Math.max(1, cpus().length),
+      memoryFreeBytes: freemem(),
+      reaches: this.storageServer === undefined ? [] : [`storage:${this.nodeId}`],
+      storageServerId: this.storageServer === undefined ? null : this.nodeId,
+      adminUrl: this.options.adminUrl ?? "",
+      startedAtMs: this.startedAtMs,
+      pid: process.pid,
+    };
+  }
+
+  private becomeMaster(term: number): void {
+    const registry = this.registry;
+    if (registry === undefined || this.stopped) return;
+    const mover = new ChunkMover({ store: this.options.store, servers: registry, logger: this.log });
+    const supervisor = new ReplicaSupervisor({
+      store: this.options.store,
+      registry,
+      mover,
+      graceMs: this.options.storageGraceMs,
+      logger: this.log,
+    });
+    const master = Master.start({
+      store: this.options.store,
+      nodeId: this.nodeId,
+      term,
+      ...(this.options.policy === undefined ? {} : { policy: this.options.policy }),
+      logger: this.log,
+    }).catch((error: unknown) => {
+      this.log.error({ err: error }, "could not start the master");
+      return undefined;
+    });
+    this.master = { master, supervisor };
+    supervisor.start();
+    // Moves a previous master left half done go on from their checkpoints.
+    void mover
+      .pendingMoves()
+      .then((plans) =>
+        Promise.allSettled(
+          plans.map((plan) =>
+            mover
+              .move(plan)
+              .catch((error: unknown) => this.log.warn({ err: error, plan }, "resumed move failed")),
+          ),
+        ),
+      )
+      .catch((error: unknown) => this.log.warn({ err: error }, "could not list pending moves"));
+  }
+
+  private async stopMaster(): Promise<void> {
+    const running = this.master;
+    this.master = undefined;
+    if (running === undefined) return;
+    await running.supervisor?.close();
+    await (await running.master)?.close();
+  }
+
+  /** A crash: sockets cut, nothing flushed, nothing released; the cluster notices by lease expiry. */
+  async kill(): Promise<void> {
+    this.stopped = true;
+    this.membership?.abandon();
+    this.election?.abandon();
+    this.storageMembership?.abandon();
+    await Promise.allSettled([
+      this.agentRef?.kill(),
+      this.storageServer?.abort(),
+      this.stopMaster(),
+      this.registry?.close(),
+    ]);
+    this.log.warn("node killed");
+  }
+
+  /** Gives up the master seat (if held) and stops taking part in elections. */
+  async resign(): Promise<void> {
+    await this.election?.close();
+    await this.stopMaster();
+  }
+
+  /** Stops every vserver on this node cleanly (committed, unmounted); the node stays a member. */
+  async stopVservers(): Promise<void> {
+    await this.agentRef?.close();
+  }
+
+  /**
+   * A clean stop: vservers committed and unmounted, then the leases given up so others act at once.
+   * A whole cluster stopping calls resign and stopVservers on every node first, so nothing fails over.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.stopVservers();
+    await this.resign();
+    await this.membership?.close();
+    await this.storageMembership?.close();
+    await this.storageServer?.stop();
+    await this.registry?.close();
+    this.log.info("node stopped");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
