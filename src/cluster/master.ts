@@ -24,6 +24,12 @@ export interface MasterOptions {
   readonly nodeId: string;
   readonly term: number;
   readonly policy?: PlannerPolicy;
+  /**
+   * How long after taking over the master leaves alone a node it has never seen alive: at a cluster
+   * start, nodes join over some seconds, and their vservers must not be failed over meanwhile.
+   * Such a node counts as alive but disabled (keeps its vservers, receives none) until then.
+   */
+  readonly takeoverGraceMs: number;
   /** How often the master plans even without a change (timers: settle, cooldown). */
   readonly tickMs?: number;
   readonly clock?: Clock;
@@ -34,6 +40,8 @@ interface Liveness {
   alive: boolean;
   sinceMs: number;
   hasDied: boolean;
+  /** Absent when this master took over, and not seen alive since. */
+  neverSeen: boolean;
 }
 
 /** Placement writes in flight at once. */
@@ -50,6 +58,7 @@ export class Master implements AsyncDisposable {
   private readonly options: MasterOptions;
   private readonly policy: PlannerPolicy;
   private readonly log: Logger;
+  private readonly startedAtMs = Date.now();
   /** Plans run and placements written, for status and tests. */
   readonly counters = { plans: 0, placementsWritten: 0, conflicts: 0 };
 
@@ -88,11 +97,12 @@ export class Master implements AsyncDisposable {
   private observe(nodeId: string, alive: boolean, nowMs: number): void {
     const known = this.liveness.get(nodeId);
     if (known === undefined) {
-      this.liveness.set(nodeId, { alive, sinceMs: nowMs, hasDied: !alive });
+      this.liveness.set(nodeId, { alive, sinceMs: nowMs, hasDied: !alive, neverSeen: !alive });
       return;
     }
     if (known.alive === alive) return;
     known.alive = alive;
+    known.neverSeen = false;
     known.sinceMs = nowMs;
     if (!alive) known.hasDied = true;
     this.log.info({ nodeId, alive }, alive ? "node joined" : "node lost its lease");
@@ -121,15 +131,22 @@ export class Master implements AsyncDisposable {
     const nodes: ClusterNode[] = [];
     for (const id of knownNodeIds(snapshot)) {
       const record = snapshot.nodes.get(id);
-      const live = this.liveness.get(id) ?? { alive: record !== undefined, sinceMs: nowMs, hasDied: false };
+      const live = this.liveness.get(id) ?? {
+        alive: record !== undefined,
+        sinceMs: nowMs,
+        hasDied: false,
+        neverSeen: record === undefined,
+      };
       const roles: NodeRole[] = record === undefined ? ["filer"] : [...record.roles];
+      const awaited =
+        record === undefined && live.neverSeen && nowMs < this.startedAtMs + this.options.takeoverGraceMs;
       nodes.push({
         id,
         roles,
-        alive: record !== undefined,
+        alive: record !== undefined || awaited,
         sinceMs: Math.min(live.sinceMs, nowMs),
-        hasDied: live.hasDied,
-        operatorState: snapshot.settings.get(id)?.operatorState ?? "enabled",
+        hasDied: live.hasDied && !awaited,
+        operatorState: awaited ? "disabled" : (snapshot.settings.get(id)?.operatorState ?? "enabled"),
         vserversMax: record?.vserversMax ?? 0,
         load: { loadPerCore: record?.loadPerCore ?? 0, memoryFreeBytes: record?.memoryFreeBytes ?? 0 },
         reaches: record?.reaches ?? [],

@@ -44,6 +44,8 @@ export interface NodeRuntimeOptions {
   /** How long a storage server may be missing before the master declares it dead. */
   readonly storageGraceMs: number;
   readonly policy?: PlannerPolicy;
+  /** See MasterOptions.takeoverGraceMs; default twice the lease TTL. */
+  readonly takeoverGraceMs?: number;
   readonly adminUrl?: string;
   readonly logger: Logger;
 }
@@ -183,6 +185,7 @@ export class NodeRuntime implements AsyncDisposable {
       store: this.options.store,
       nodeId: this.nodeId,
       term,
+      takeoverGraceMs: this.options.takeoverGraceMs ?? this.options.leaseTtlMs * 2,
       ...(this.options.policy === undefined ? {} : { policy: this.options.policy }),
       logger: this.log,
     }).catch((error: unknown) => {
