@@ -1,7 +1,9 @@
 import { Command, CommanderError } from "commander";
+import { registerClusterUp } from "./cluster-up.ts";
 import { registerDemo } from "./demo.ts";
 import { registerFsck } from "./fsck.ts";
 import { registerMkfs } from "./mkfs.ts";
+import { registerNode } from "./node.ts";
 import { registerServe } from "./serve.ts";
 import { registerStorage } from "./storage.ts";
 import { registerStorageAdmin } from "./storage-admin.ts";
@@ -20,6 +22,8 @@ function buildProgram(): Command {
   registerServe(program);
   registerStorageAdmin(registerStorage(program));
   registerDemo(program);
+  registerNode(program);
+  registerClusterUp(program);
   return program;
 }
 

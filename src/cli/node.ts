@@ -1,0 +1,148 @@
+/**
+ * `flotilla node --config FILE`: one cluster node in its own process, joined through etcd (the
+ * embedded store cannot span processes). The config file is JSON, parsed and checked before anything
+ * starts, so a typo is an error naming the field, not a node that half starts.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Command } from "commander";
+import { pino } from "pino";
+import { z } from "zod";
+import { ID_PATTERN } from "../cluster/catalog.ts";
+import {
+  NODE_LEASE_TTL_MS_DEFAULT,
+  NodeRuntime,
+  VSERVERS_PER_NODE_DEFAULT,
+} from "../cluster/node-runtime.ts";
+import { EtcdStore } from "../cluster/store/index.ts";
+import { STORAGE_LEASE_TTL_MS_DEFAULT } from "../storage/membership.ts";
+import { STORAGE_GRACE_MS_DEFAULT } from "../storage/replica-supervisor.ts";
+import { readSecretFile } from "../storage/secret-file.ts";
+import { parseSize } from "../util/size.ts";
+import { NAMESPACE_DEFAULT } from "./cluster-options.ts";
+import { type Output, processOutput } from "./output.ts";
+import { CliFailure, runVerb } from "./run-verb.ts";
+
+const durationMs = z.number().int().min(100).max(3_600_000);
+
+export const nodeConfigSchema = z
+  .object({
+    nodeId: z.string().regex(ID_PATTERN, "1 to 63 of a-z, 0-9, - and _"),
+    roles: z
+      .array(z.enum(["filer", "storage"]))
+      .min(1)
+      .max(2)
+      .default(["filer", "storage"]),
+    etcd: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, "http://HOST:PORT")).min(1),
+    namespace: z.string().max(255).default(NAMESPACE_DEFAULT),
+    secretFile: z.string().min(1),
+    dataDir: z.string().min(1),
+    storage: z
+      .object({
+        host: z.string().default("127.0.0.1"),
+        port: z.number().int().min(0).max(65535).default(0),
+        capacity: z.string().optional(),
+      })
+      .strict()
+      .default({ host: "127.0.0.1", port: 0 }),
+    leaseTtlMs: durationMs.default(NODE_LEASE_TTL_MS_DEFAULT),
+    storageLeaseTtlMs: durationMs.default(STORAGE_LEASE_TTL_MS_DEFAULT),
+    storageGraceMs: durationMs.default(STORAGE_GRACE_MS_DEFAULT),
+    vserversMax: z.number().int().min(0).max(100_000).default(VSERVERS_PER_NODE_DEFAULT),
+    nodeSettleMs: z.number().int().min(0).max(3_600_000).default(30_000),
+    moveCooldownMs: z.number().int().min(0).max(3_600_000).default(30_000),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  })
+  .strict();
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+
+const GiB = 1024 * 1024 * 1024;
+
+export async function readNodeConfig(path: string): Promise<NodeConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, "utf8"));
+  } catch (error) {
+    throw new CliFailure(`${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const parsed = nodeConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (issue) => `${issue.path.join(".") || "(top)"}: ${issue.message}`,
+    );
+    throw new CliFailure(`${path}: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}
+
+async function runNode(configPath: string, output: Output): Promise<number> {
+  const config = await readNodeConfig(configPath);
+  const secret = await readSecretFile(config.secretFile);
+  const logger = pino({ name: "flotilla", level: config.logLevel }, pino.destination(2));
+  const store = await EtcdStore.connect({ endpoints: config.etcd, namespace: config.namespace });
+  const node = await NodeRuntime.start({
+    store,
+    nodeId: config.nodeId,
+    roles: config.roles,
+    secret,
+    storage: {
+      dataDir: join(config.dataDir, "storage"),
+      host: config.storage.host,
+      port: config.storage.port,
+      capacityBytes: config.storage.capacity === undefined ? 64 * GiB : parseSize(config.storage.capacity),
+      leaseTtlMs: config.storageLeaseTtlMs,
+    },
+    leaseTtlMs: config.leaseTtlMs,
+    vserversMax: config.vserversMax,
+    storageGraceMs: config.storageGraceMs,
+    policy: { nodeSettleMs: config.nodeSettleMs, moveCooldownMs: config.moveCooldownMs },
+    logger,
+  });
+  output.line(
+    `node ${config.nodeId} up (roles ${config.roles.join(",")}, etcd ${config.etcd.join(",")}, lease ${config.leaseTtlMs} ms)`,
+  );
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+  output.line(`${signal}: stopping (vservers committed and unmounted, then the lease given up)`);
+  await node.stop();
+  await store.close();
+  output.line("stopped");
+  return 0;
+}
+
+export function registerNode(program: Command, output: Output = processOutput): void {
+  program
+    .command("node")
+    .description("run one cluster node in this process, joined through etcd")
+    .requiredOption("-c, --config <file>", "the node's JSON config (see below)")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Config (JSON; defaults in brackets):",
+        '  nodeId          "n1": unique in the cluster',
+        '  roles           ["filer","storage"]: filer serves vservers, storage keeps chunks',
+        '  etcd            ["http://127.0.0.1:2379"]: etcd endpoints',
+        `  namespace       [${NAMESPACE_DEFAULT}]: the cluster's key prefix in etcd`,
+        "  secretFile      the cluster secret (flotilla storage secret --out FILE)",
+        "  dataDir         this node's data (its chunk store under storage/)",
+        '  storage         {"host": "127.0.0.1", "port": 0, "capacity": "64G"}',
+        `  leaseTtlMs      [${NODE_LEASE_TTL_MS_DEFAULT}] a node silent this long is dead; etcd rounds up to whole seconds`,
+        `  storageLeaseTtlMs [${STORAGE_LEASE_TTL_MS_DEFAULT}]  storageGraceMs [${STORAGE_GRACE_MS_DEFAULT}]: a storage server missing this long after its lease is dead`,
+        `  vserversMax     [${VSERVERS_PER_NODE_DEFAULT}]  nodeSettleMs [30000]  moveCooldownMs [30000]  logLevel [info]`,
+        "",
+        "SIGINT or SIGTERM: the node's vservers are committed and unmounted, then it leaves; the master",
+        "moves them to other nodes. Logs go to stderr as JSON lines.",
+        "",
+        "Example:",
+        "  flotilla storage secret --out /etc/flotilla/secret",
+        `  echo '{"nodeId":"n1","etcd":["http://127.0.0.1:2379"],"secretFile":"/etc/flotilla/secret","dataDir":"/srv/n1"}' > n1.json`,
+        "  flotilla node --config n1.json",
+      ].join("\n"),
+    )
+    .action((options: { config: string }) =>
+      runVerb("node", 1, output, () => runNode(options.config, output)),
+    );
+}
