@@ -4,20 +4,15 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { RemoteStorageClient } from "../../src/storage/storage-client.ts";
 import { StorageServer, type StorageServerOptions } from "../../src/storage/storage-server.ts";
 import { StorageError, type StorageErrorCode } from "../../src/storage/types.ts";
+import { spawnFlotilla } from "./flotilla-process.ts";
 
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-/** A start takes well under a second; this bounds a hang. */
-const START_MS_MAX = 30_000;
-const EXIT_MS_MAX = 30_000;
 const LISTENING = /^storage server (\S+) listening on (\S+):(\d+) /m;
 
 /** A temporary directory, removed on dispose. */
@@ -92,76 +87,18 @@ export interface StorageProcess extends AsyncDisposable {
 
 /** Runs `flotilla storage serve ARGS...` and resolves once it prints its listening line. */
 export async function spawnStorageServer(args: readonly string[]): Promise<StorageProcess> {
-  const child = spawn(
-    process.execPath,
-    [MAIN, "storage", "serve", "--port", "0", "--log-level", "warn", ...args],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
+  const child = await spawnFlotilla(
+    ["storage", "serve", "--port", "0", "--log-level", "warn", ...args],
+    LISTENING,
+    "flotilla storage serve",
   );
-  let text = "";
-  const exited = new Promise<number | NodeJS.Signals>((resolve) => {
-    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1));
-  });
-  for (const stream of [child.stdout, child.stderr]) {
-    stream.setEncoding("utf8").on("data", (chunk: string) => {
-      // The tail is what explains a failure; a server that logs a lot must not grow this without end.
-      text = (text + chunk).slice(-64 * 1024);
-    });
-  }
-  const listening = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no listening line in ${START_MS_MAX} ms:\n${text}`)),
-      START_MS_MAX,
-    );
-    child.stdout.on("data", () => {
-      const match = LISTENING.exec(text);
-      if (match === null) return;
-      clearTimeout(timer);
-      resolve(match);
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`flotilla storage serve exited (${code}) before listening:\n${text}`));
-    });
-  }).catch(async (error: unknown) => {
-    child.kill("SIGKILL");
-    throw error;
-  });
-  return processHandle(child, listening, exited, () => text);
-}
-
-function processHandle(
-  child: ChildProcess,
-  listening: RegExpExecArray,
-  exited: Promise<number | NodeJS.Signals>,
-  output: () => string,
-): StorageProcess {
-  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
-    child.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await Promise.race([
-      exited,
-      new Promise<"hung">((resolve) => {
-        timer = setTimeout(() => resolve("hung"), EXIT_MS_MAX);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (outcome !== "hung") return outcome;
-    child.kill("SIGKILL");
-    throw new Error(
-      `flotilla storage serve did not exit within ${EXIT_MS_MAX} ms of ${signal}:\n${output()}`,
-    );
-  };
   return {
-    serverId: listening[1] ?? "",
-    host: listening[2] ?? "",
-    port: Number(listening[3]),
-    pid: child.pid ?? -1,
-    output,
-    stop,
-    async [Symbol.asyncDispose]() {
-      if (child.exitCode === null && child.signalCode === null) await stop("SIGKILL");
-    },
+    serverId: child.ready[1] ?? "",
+    host: child.ready[2] ?? "",
+    port: Number(child.ready[3]),
+    pid: child.pid,
+    output: child.output,
+    stop: child.stop,
+    [Symbol.asyncDispose]: () => child[Symbol.asyncDispose](),
   };
 }

@@ -1,0 +1,137 @@
+/**
+ * The cluster as separate processes on a real etcd: three `flotilla node` processes (filers) and two
+ * storage servers. Split brain: the owning node is stopped (SIGSTOP) past its lease, the vserver fails
+ * over, the old node is continued (SIGCONT): its writes are refused by the storage servers, it stops
+ * serving, and nothing written through the new owner is lost or overwritten.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { StorageError } from "../../src/storage/types.ts";
+import { etcdSkipReason } from "../support/etcd-process.ts";
+import { NfsTestClient } from "../support/nfs-test-client.ts";
+import { ProcessCluster } from "../support/process-cluster.ts";
+
+const FILE_SYNC = 2;
+const LEASE_TTL_MS = 1000;
+const NFS_PORT = 20_000 + Math.floor(Math.random() * 20_000);
+const PORTS = { nfs: NFS_PORT, mount: NFS_PORT + 1 };
+const skip = etcdSkipReason();
+
+let root: string;
+let cluster: ProcessCluster;
+
+async function rootVia(vip: string): Promise<{ nfs: NfsTestClient; root: Uint8Array }> {
+  const mountd = await NfsTestClient.connect(vip, PORTS.mount);
+  const handle = await mountd.mount("/");
+  await mountd.close();
+  return { nfs: await NfsTestClient.connect(vip, PORTS.nfs), root: handle };
+}
+
+/** Keeps trying to reach the vserver on `vip` (a VIP moves, its old holder may still be stopping). */
+async function rootViaRetrying(
+  vip: string,
+  timeoutMs = 30_000,
+): Promise<{ nfs: NfsTestClient; root: Uint8Array }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await rootVia(vip);
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+describe("cluster of processes on etcd", { skip, timeout: 240_000 }, () => {
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "flotilla-e2e-"));
+    cluster = await ProcessCluster.start({
+      root,
+      nodes: ["n1", "n2", "n3"],
+      storageServers: ["s1", "s2"],
+      leaseTtlMs: LEASE_TTL_MS,
+    });
+  });
+
+  after(async () => {
+    await cluster?.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test("split brain: a stopped owner that comes back is fenced and stops serving", async () => {
+    const vips = ["127.0.41.1", "127.0.41.2"];
+    await cluster.createVserver("split", vips, PORTS);
+    const owner = await cluster.servedBy("split");
+    const client = await rootVia(vips[0]!);
+    const created = await client.nfs.create(client.root, "ledger");
+    assert.equal(created.status, 0);
+    const file = created.handle!;
+    const before = new Uint8Array(8192).fill(0xaa);
+    assert.equal((await client.nfs.write(file, 0, before, FILE_SYNC)).status, 0);
+
+    const oldEpoch = (await cluster.snapshot()).running.get("split")?.ownerEpochs["split-data"];
+    assert.ok(oldEpoch !== undefined && oldEpoch > 0);
+    cluster.node(owner).signal("SIGSTOP");
+    // The master moves the vserver once the stopped node's lease runs out; the new owner takes the
+    // volume (fencing the old one) but cannot bind the VIPs yet: the stopped process still holds them.
+    const newOwner = await (async () => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const snapshot = await cluster.snapshot();
+        const placed = snapshot.placements.get("split")?.record.node;
+        if (placed !== undefined && placed !== null && placed !== owner) return placed;
+        if (Date.now() > deadline) throw new Error("the vserver was not moved off the stopped node");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    // Give the new owner time to take the volume's epoch before the old one wakes.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+
+    // A write sent to the stopped node sits in its socket until it wakes up.
+    const stale = client.nfs.write(file, 8192, new Uint8Array(8192).fill(0xbb), FILE_SYNC).then(
+      (reply) => reply.status,
+      () => "connection closed" as const,
+    );
+    cluster.node(owner).signal("SIGCONT");
+    const staleOutcome = await stale;
+    assert.notEqual(staleOutcome, 0, "the old owner must not acknowledge a write after it lost the volume");
+    await client.nfs.close();
+
+    // The old node lets go of the VIPs; the new owner serves them.
+    assert.equal(await cluster.servedBy("split", owner), newOwner);
+    const fresh = await rootViaRetrying(vips[1]!);
+    const after = new Uint8Array(8192).fill(0xcc);
+    assert.equal((await fresh.nfs.write(file, 16384, after, FILE_SYNC)).status, 0);
+    const read = await fresh.nfs.read(file, 0, 24576);
+    assert.equal(read.status, 0);
+    assert.deepEqual(
+      read.data?.subarray(0, 8192),
+      before,
+      "the write acknowledged before the split survived",
+    );
+    assert.ok(
+      read.data?.subarray(8192, 16384).every((byte) => byte === 0),
+      "nothing of the old owner's late write reached the volume",
+    );
+    assert.deepEqual(read.data?.subarray(16384), after, "the new owner's write is intact");
+    await fresh.nfs.close();
+    // Whatever the old node still had in flight carries its old epoch: every storage server refuses it.
+    for (const serverId of ["s1", "s2"]) {
+      const storage = cluster.registry.clientFor(serverId);
+      assert.ok(storage !== undefined);
+      await assert.rejects(
+        storage.write({ volumeId: "split-data", chunkIndex: 0 }, oldEpoch, 0, new Uint8Array(4096)),
+        (error: unknown) => error instanceof StorageError && error.code === "FENCED",
+        `${serverId} refuses the old owner's epoch`,
+      );
+    }
+    const oldLog = cluster.node(owner).output();
+    assert.match(oldLog, /membership lease lost|fenced/, "the old node knew it had lost the vserver");
+    const snapshot = await cluster.snapshot();
+    assert.equal(snapshot.running.get("split")?.nodeId, newOwner, "only the new owner says it serves it");
+  });
+});

@@ -1,0 +1,186 @@
+/**
+ * A cluster of processes for end-to-end tests: a real etcd, storage servers (`flotilla storage
+ * serve --etcd`) and filer nodes (`flotilla node --config`), each its own process that a test can
+ * kill -9, SIGSTOP and SIGCONT. The test itself talks to the store to make volumes and vservers and
+ * to watch where they run.
+ */
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type ClusterSnapshot, readClusterSnapshot } from "../../src/cluster/cluster-view.ts";
+import { createVserver } from "../../src/cluster/desired-state.ts";
+import { EtcdStore } from "../../src/cluster/store/index.ts";
+import { readSecretFile, writeSecretFile } from "../../src/storage/secret-file.ts";
+import { ServerRegistry } from "../../src/storage/server-registry.ts";
+import { RemoteStorageClient } from "../../src/storage/storage-client.ts";
+import { createVolume } from "../../src/storage/volumes.ts";
+import { type EtcdProcess, startEtcd } from "./etcd-process.ts";
+import { type FlotillaProcess, spawnFlotilla } from "./flotilla-process.ts";
+import { type StorageProcess, spawnStorageServer } from "./storage-process.ts";
+
+const MiB = 1024 * 1024;
+
+export interface ProcessClusterOptions {
+  readonly root: string;
+  readonly nodes: readonly string[];
+  readonly storageServers: readonly string[];
+  readonly leaseTtlMs: number;
+  readonly logLevel?: string;
+}
+
+export class ProcessCluster implements AsyncDisposable {
+  readonly nodes = new Map<string, FlotillaProcess | undefined>();
+  readonly storage = new Map<string, StorageProcess>();
+  etcd!: EtcdProcess;
+  store!: EtcdStore;
+  registry!: ServerRegistry;
+  private readonly options: ProcessClusterOptions;
+  private readonly namespace = "flotilla-e2e/";
+
+  private constructor(options: ProcessClusterOptions) {
+    this.options = options;
+  }
+
+  static async start(options: ProcessClusterOptions): Promise<ProcessCluster> {
+    const cluster = new ProcessCluster(options);
+    try {
+      await cluster.startAll();
+    } catch (error) {
+      await cluster.close();
+      throw error;
+    }
+    return cluster;
+  }
+
+  private get secretFile(): string {
+    return join(this.options.root, "secret");
+  }
+
+  private async startAll(): Promise<void> {
+    this.etcd = await startEtcd();
+    await writeSecretFile(this.secretFile, true);
+    const secret = await readSecretFile(this.secretFile);
+    this.store = await EtcdStore.connect({ endpoints: [this.etcd.endpoint], namespace: this.namespace });
+    this.registry = await ServerRegistry.open(
+      this.store,
+      (record) =>
+        new RemoteStorageClient({ serverId: record.serverId, host: record.host, port: record.port, secret }),
+    );
+    for (const serverId of this.options.storageServers) {
+      const server = await spawnStorageServer([
+        "--data",
+        join(this.options.root, "storage", serverId),
+        "--id",
+        serverId,
+        "--secret-file",
+        this.secretFile,
+        "--etcd",
+        this.etcd.endpoint,
+        "--namespace",
+        this.namespace,
+        "--lease-ttl",
+        String(this.options.leaseTtlMs),
+      ]);
+      this.storage.set(serverId, server);
+    }
+    for (const nodeId of this.options.nodes) await this.startNode(nodeId);
+  }
+
+  async startNode(nodeId: string): Promise<FlotillaProcess> {
+    const config = {
+      nodeId,
+      roles: ["filer"],
+      etcd: [this.etcd.endpoint],
+      namespace: this.namespace,
+      secretFile: this.secretFile,
+      dataDir: join(this.options.root, "nodes", nodeId),
+      leaseTtlMs: this.options.leaseTtlMs,
+      storageLeaseTtlMs: this.options.leaseTtlMs,
+      nodeSettleMs: 2000,
+      moveCooldownMs: 1000,
+      logLevel: this.options.logLevel ?? "info",
+    };
+    const configFile = join(this.options.root, `${nodeId}.json`);
+    await writeFile(configFile, JSON.stringify(config));
+    const node = await spawnFlotilla(["node", "--config", configFile], /^node (\S+) up /m, `node ${nodeId}`);
+    this.nodes.set(nodeId, node);
+    return node;
+  }
+
+  node(nodeId: string): FlotillaProcess {
+    const node = this.nodes.get(nodeId);
+    if (node === undefined) throw new Error(`node ${nodeId} is not running`);
+    return node;
+  }
+
+  /** kill -9 of a node process; resolves once it is gone. */
+  async killNode(nodeId: string): Promise<void> {
+    const node = this.node(nodeId);
+    this.nodes.set(nodeId, undefined);
+    await node.stop("SIGKILL");
+  }
+
+  async createVserver(
+    id: string,
+    vips: string[],
+    ports: { nfs: number; mount: number },
+    sizeBytes = 64 * MiB,
+  ): Promise<void> {
+    const volumeId = `${id}-data`;
+    await createVolume(this.store, this.registry, {
+      volumeId,
+      sizeBytes,
+      replicationFactor: 2,
+      chunkBlocks: 1024,
+    });
+    await createVserver(this.store, {
+      id,
+      vips,
+      volumes: [volumeId],
+      nfsPort: ports.nfs,
+      mountPort: ports.mount,
+    });
+  }
+
+  snapshot(): Promise<ClusterSnapshot> {
+    return readClusterSnapshot(this.store);
+  }
+
+  /** The node serving the vserver at its current placement (optionally: not `notOn`), once it does. */
+  async servedBy(vserverId: string, notOn?: string, timeoutMs = 30_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const snapshot = await this.snapshot().catch(() => undefined);
+      const placement = snapshot?.placements.get(vserverId)?.record;
+      const running = snapshot?.running.get(vserverId);
+      if (
+        placement !== undefined &&
+        running !== undefined &&
+        running.nodeId === placement.node &&
+        running.generation === placement.generation &&
+        running.nodeId !== notOn
+      )
+        return running.nodeId;
+      if (Date.now() > deadline) {
+        const outputs = [...this.nodes].map(
+          ([id, n]) => `--- ${id}\n${n?.output().slice(-3000) ?? "(not running)"}`,
+        );
+        throw new Error(
+          `${vserverId} is not served${notOn === undefined ? "" : ` off ${notOn}`} after ${timeoutMs} ms\n${outputs.join("\n")}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.nodes.values()].map((n) => n?.[Symbol.asyncDispose]()));
+    await Promise.allSettled([...this.storage.values()].map((s) => s[Symbol.asyncDispose]()));
+    await this.registry?.close();
+    await this.store?.close();
+    await this.etcd?.[Symbol.asyncDispose]();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
