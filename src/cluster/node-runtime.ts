@@ -162,7 +162,8 @@ export class NodeRuntime implements AsyncDisposable {
       vserversMax: this.options.roles.includes("filer") ? this.options.vserversMax : 0,
       loadPerCore: (loadavg()[0] ?? 0) / Math.max(1, cpus().length),
       memoryFreeBytes: freemem(),
-      reaches: this.storageServer === undefined ? [] : [`storage:${this.nodeId}`],
+      // The storage servers this node can reach: every one registered (the loopback network reaches all).
+      reaches: (this.registry?.servers() ?? []).slice(0, 256).map((server) => `storage:${server.serverId}`),
       storageServerId: this.storageServer === undefined ? null : this.nodeId,
       adminUrl: this.options.adminUrl ?? "",
       startedAtMs: this.startedAtMs,
