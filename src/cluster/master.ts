@@ -25,11 +25,14 @@ export interface MasterOptions {
   readonly term: number;
   readonly policy?: PlannerPolicy;
   /**
-   * How long after taking over the master leaves alone a node it has never seen alive: at a cluster
-   * start, nodes join over some seconds, and their vservers must not be failed over meanwhile.
-   * Such a node counts as alive but disabled (keeps its vservers, receives none) until then.
+   * While this node itself has been up for less than this, the master leaves alone a node it has
+   * never seen alive: at a cluster start nodes join over some seconds, and their vservers must not be
+   * failed over meanwhile. Such a node counts as alive but disabled (keeps its vservers, receives
+   * none). A master elected on a node that has long been up (the old master died) waits for nobody.
    */
   readonly takeoverGraceMs: number;
+  /** When this node started (wall clock ms); default: now. */
+  readonly nodeStartedAtMs?: number;
   /** How often the master plans even without a change (timers: settle, cooldown). */
   readonly tickMs?: number;
   readonly clock?: Clock;
@@ -58,13 +61,14 @@ export class Master implements AsyncDisposable {
   private readonly options: MasterOptions;
   private readonly policy: PlannerPolicy;
   private readonly log: Logger;
-  private readonly startedAtMs = Date.now();
+  private readonly nodeStartedAtMs: number;
   /** Plans run and placements written, for status and tests. */
   readonly counters = { plans: 0, placementsWritten: 0, conflicts: 0 };
 
   private constructor(options: MasterOptions) {
     this.options = options;
     this.policy = options.policy ?? PLANNER_POLICY_DEFAULT;
+    this.nodeStartedAtMs = options.nodeStartedAtMs ?? Date.now();
     this.log = options.logger.child({ component: "master", term: options.term });
   }
 
@@ -139,7 +143,7 @@ export class Master implements AsyncDisposable {
       };
       const roles: NodeRole[] = record === undefined ? ["filer"] : [...record.roles];
       const awaited =
-        record === undefined && live.neverSeen && nowMs < this.startedAtMs + this.options.takeoverGraceMs;
+        record === undefined && live.neverSeen && nowMs < this.nodeStartedAtMs + this.options.takeoverGraceMs;
       nodes.push({
         id,
         roles,

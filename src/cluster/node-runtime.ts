@@ -187,6 +187,7 @@ export class NodeRuntime implements AsyncDisposable {
       nodeId: this.nodeId,
       term,
       takeoverGraceMs: this.options.takeoverGraceMs ?? this.options.leaseTtlMs * 2,
+      nodeStartedAtMs: this.startedAtMs,
       ...(this.options.policy === undefined ? {} : { policy: this.options.policy }),
       logger: this.log,
     }).catch((error: unknown) => {
