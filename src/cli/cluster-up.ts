@@ -102,7 +102,8 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
     { name: "flotilla", level: options.logLevel },
     pino.destination({ dest: logFile, mkdir: true }),
   );
-  const store = new EmbeddedStore();
+  // The desired state (vservers, volumes, routing, owner epochs) outlives the process in this file.
+  const store = await EmbeddedStore.open({ persistPath: join(dataDir, "store.json") });
   const nodeIds = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
   output.line(`starting ${nodeIds.length} nodes (data in ${dataDir}, logs in ${logFile})`);
   const cluster = await LocalCluster.start({

@@ -1,5 +1,6 @@
 import { assert } from "../../util/assert.ts";
 import { type Clock, systemClock } from "../../util/clock.ts";
+import { readStoreFile, writeStoreFile } from "./store-file.ts";
 import {
   type Compare,
   type CoordinationStore,
@@ -22,6 +23,12 @@ interface LeaseState {
   readonly ttlMs: number;
   expiresAtMs: number;
   readonly keys: Set<string>;
+}
+
+export interface EmbeddedStoreOptions {
+  readonly clock?: Clock;
+  readonly historyEventsMax?: number;
+  readonly persistPath?: string;
 }
 
 interface Watcher {
@@ -49,10 +56,36 @@ export class EmbeddedStore implements CoordinationStore {
   private readonly leaseTimer: Disposable;
   private readonly historyEventsMax: number;
 
-  constructor(options: { clock?: Clock; historyEventsMax?: number } = {}) {
+  /** Where the store keeps its keys across restarts (none: memory only). */
+  private readonly persistPath: string | undefined;
+  /** The revision the file holds; a transaction that changed a durable key waits until it covers it. */
+  private savedRevision = 0;
+  private saving: Promise<void> | undefined;
+
+  constructor(options: EmbeddedStoreOptions = {}) {
     this.clock = options.clock ?? systemClock;
     this.historyEventsMax = options.historyEventsMax ?? HISTORY_EVENTS_MAX;
+    this.persistPath = options.persistPath;
     this.leaseTimer = this.clock.every(LEASE_CHECK_INTERVAL_MS, () => this.expireLeases());
+  }
+
+  /**
+   * A store kept in `persistPath` as well as in memory: its keys (not those bound to leases, which
+   * do not outlive a restart) and revisions are read back from there, and every transaction that
+   * changes one is on disk before it returns. A damaged file is an error, never an empty store.
+   */
+  static async open(
+    options: EmbeddedStoreOptions & { readonly persistPath: string },
+  ): Promise<EmbeddedStore> {
+    const contents = await readStoreFile(options.persistPath);
+    const store = new EmbeddedStore(options);
+    if (contents !== undefined) {
+      for (const kv of contents.kvs) store.kvs.set(kv.key, kv);
+      store.revision = contents.revision;
+      store.compactedRevision = contents.revision;
+      store.savedRevision = contents.revision;
+    }
+    return store;
   }
 
   private open(): void {
@@ -121,10 +154,16 @@ export class EmbeddedStore implements CoordinationStore {
     const revision = writes ? this.revision + 1 : this.revision;
     const gets: (KeyValue | undefined)[] = [];
     const events: WatchEvent[] = [];
+    // Whether a key that outlives a restart (one not bound to a lease) is made, changed or removed.
+    let durable = false;
     for (const op of ops) {
       if (op.op === "get") gets.push(this.kvs.get(op.key));
-      else if (op.op === "put") events.push(this.applyPut(op.key, op.value, op.lease, revision));
-      else {
+      else if (op.op === "put") {
+        const old = this.kvs.get(op.key);
+        durable ||= op.lease === undefined || (old !== undefined && old.lease === undefined);
+        events.push(this.applyPut(op.key, op.value, op.lease, revision));
+      } else {
+        durable ||= this.kvs.get(op.key)?.lease === undefined && this.kvs.has(op.key);
         const removed = this.applyDelete(op.key, revision);
         if (removed !== undefined) events.push(removed);
       }
@@ -133,8 +172,38 @@ export class EmbeddedStore implements CoordinationStore {
       assert(revision > this.revision, "store revision went backwards");
       this.revision = revision;
       this.publish(events, revision);
+      // Applied and published already; like etcd after a lost reply, a failed save leaves the
+      // outcome unknown to the caller, who learns it from UNAVAILABLE and reads again.
+      if (durable && this.persistPath !== undefined) await this.savedThrough(revision);
     }
     return { succeeded, revision: this.revision, gets };
+  }
+
+  /** Resolves once the file holds `revision` or later: one save at a time, each covering all before it. */
+  private async savedThrough(revision: number): Promise<void> {
+    const path = this.persistPath;
+    assert(path !== undefined, "only a persistent store saves");
+    while (this.savedRevision < revision) {
+      if (this.saving !== undefined) {
+        await this.saving.catch(() => undefined);
+        continue;
+      }
+      const at = this.revision;
+      const kvs = [...this.kvs.values()].filter((kv) => kv.lease === undefined);
+      this.saving = writeStoreFile(path, { revision: at, kvs }).then(() => {
+        assert(at >= this.savedRevision, "the saved revision never goes back");
+        this.savedRevision = at;
+      });
+      try {
+        await this.saving;
+      } catch (error) {
+        throw new StoreError("UNAVAILABLE", `could not save the store to ${path}: ${String(error)}`, {
+          cause: error,
+        });
+      } finally {
+        this.saving = undefined;
+      }
+    }
   }
 
   private applyPut(key: string, value: Uint8Array, lease: LeaseId | undefined, revision: number): WatchEvent {
@@ -238,6 +307,7 @@ export class EmbeddedStore implements CoordinationStore {
   }
 
   async close(): Promise<void> {
+    await this.saving?.catch(() => undefined);
     this.closed = true;
     this.leaseTimer[Symbol.dispose]();
     this.watchers.clear();
