@@ -55,7 +55,10 @@ test("persistent store: keys and revisions survive a reopen; lease-bound keys do
   assert.equal(await second.get("b"), undefined);
   assert.deepEqual((await second.get("c"))?.value, bytes("3"));
   assert.equal(await second.get("leased"), undefined, "a lease does not outlive a restart");
-  assert.ok((await second.range("")).revision >= before - 1, "the revision carries on from the last saved change");
+  assert.ok(
+    (await second.range("")).revision >= before - 1,
+    "the revision carries on from the last saved change",
+  );
   const next = await second.put("d", bytes("4"));
   assert.ok(next.revision > (again?.modRevision ?? 0), "revisions carry on");
   await second.close();
