@@ -2,7 +2,8 @@
  * The cluster as separate processes on a real etcd: three `flotilla node` processes (filers) and two
  * storage servers. Split brain: the owning node is stopped (SIGSTOP) past its lease, the vserver fails
  * over, the old node is continued (SIGCONT): its writes are refused by the storage servers, it stops
- * serving, and nothing written through the new owner is lost or overwritten.
+ * serving, and nothing written through the new owner is lost or overwritten. Failover: a libnfs
+ * client writing FILE_SYNC through kill -9 of the owning node loses no acknowledged write.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -11,8 +12,10 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StorageError } from "../../src/storage/types.ts";
 import { etcdSkipReason } from "../support/etcd-process.ts";
+import { failoverRound } from "../support/failover-round.ts";
 import { NfsTestClient } from "../support/nfs-test-client.ts";
 import { ProcessCluster } from "../support/process-cluster.ts";
+import { buildLibnfsProgram } from "./tools.ts";
 
 const FILE_SYNC = 2;
 const LEASE_TTL_MS = 1000;
@@ -60,6 +63,30 @@ describe("cluster of processes on etcd", { skip, timeout: 240_000 }, () => {
   after(async () => {
     await cluster?.close();
     await rm(root, { recursive: true, force: true });
+  });
+
+  test("kill -9 of the owning node: the VIPs answer from another node, no acknowledged write is lost", async (t) => {
+    const writer = await buildLibnfsProgram(root, "failover-writer");
+    const vips = ["127.0.42.1", "127.0.42.2"];
+    await cluster.createVserver("failover", vips, PORTS);
+    const round = await failoverRound(cluster, {
+      writer,
+      vserverId: "failover",
+      url: `nfs://${vips[0]}/?version=3&nfsport=${PORTS.nfs}&mountport=${PORTS.mount}`,
+      file: "/stream",
+      seconds: 8,
+      killAfterMs: 2500,
+      blockBytes: 65536,
+    });
+    t.diagnostic(
+      `killed ${round.killed}, taken over by ${round.takenOverBy}: client stall ${Math.round(round.stallMs)} ms, ${round.acked} blocks acknowledged and verified, ${round.errors} calls failed and were retried`,
+    );
+    assert.notEqual(round.takenOverBy, round.killed);
+    assert.ok(round.acked > 20, `the client wrote before and after the kill (${round.acked} blocks)`);
+    assert.equal(round.verified, round.acked, `blocks lost or damaged: ${round.badBlocks.join(", ")}`);
+    assert.ok(round.stallMs > 300, `the kill was felt (${round.stallMs} ms)`);
+    // Generous: the figure that matters is bench/failover's median, on a quiet machine.
+    assert.ok(round.stallMs < 20_000, `the client stalled ${round.stallMs} ms:\n${round.writerOutput}`);
   });
 
   test("split brain: a stopped owner that comes back is fenced and stops serving", async () => {

@@ -121,17 +121,22 @@ export interface LibnfsPrograms {
   readonly tool: string;
 }
 
-/** Compiles the C test programs against libnfs into `dir`; an error with gcc's output if that fails. */
+/** Compiles one C test program (`libnfs/NAME.c`) against libnfs into `dir`; an error with gcc's output if that fails. */
+export async function buildLibnfsProgram(dir: string, name: string): Promise<string> {
+  const output = join(dir, name);
+  const source = join(LIBNFS_SOURCES, `${name}.c`);
+  const result = await run("gcc", ["-O1", "-Wall", "-Werror", "-o", output, source, "-lnfs"], {
+    timeoutMs: BUILD_MS_MAX,
+  });
+  if (result.status !== 0) throw new Error(`building ${name} failed:\n${describeRun(result)}`);
+  return output;
+}
+
+/** Compiles the C test programs against libnfs into `dir`. */
 export async function buildLibnfsPrograms(dir: string): Promise<LibnfsPrograms> {
-  const build = async (name: string): Promise<string> => {
-    const output = join(dir, name);
-    const source = join(LIBNFS_SOURCES, `${name}.c`);
-    const result = await run("gcc", ["-O1", "-Wall", "-Werror", "-o", output, source, "-lnfs"], {
-      timeoutMs: BUILD_MS_MAX,
-    });
-    if (result.status !== 0) throw new Error(`building ${name} failed:\n${describeRun(result)}`);
-    return output;
-  };
-  const [ops, tool] = await Promise.all([build("nfs-ops"), build("nfs-tool")]);
+  const [ops, tool] = await Promise.all([
+    buildLibnfsProgram(dir, "nfs-ops"),
+    buildLibnfsProgram(dir, "nfs-tool"),
+  ]);
   return { ops, tool };
 }

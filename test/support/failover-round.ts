@@ -1,0 +1,100 @@
+/**
+ * One failover as a client sees it: the C failover writer (libnfs, async, auto-reconnect) writes
+ * FILE_SYNC blocks to a vserver; its node is killed with SIGKILL mid-stream; the vserver comes up on
+ * another node; the writer runs on, then every block it saw acknowledged is read back. Used by the
+ * end-to-end test and by bench/failover.
+ */
+import { spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { z } from "zod";
+import { run } from "../integration/tools.ts";
+import type { ProcessCluster } from "./process-cluster.ts";
+
+const writeSummarySchema = z.object({
+  acked: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+  stall_ms_max: z.number().nonnegative(),
+  stall_end_ms: z.number().nonnegative(),
+  gaps: z.array(z.tuple([z.number(), z.number()])),
+});
+const verifySummarySchema = z.object({
+  verified: z.number().int(),
+  bad_total: z.number().int(),
+  bad: z.array(z.number()),
+});
+
+export interface FailoverRoundOptions {
+  readonly writer: string;
+  readonly vserverId: string;
+  readonly url: string;
+  readonly file: string;
+  readonly seconds: number;
+  readonly killAfterMs: number;
+  readonly blockBytes: number;
+}
+
+export interface FailoverRound {
+  readonly killed: string;
+  readonly takenOverBy: string;
+  /** The longest gap between two replies the client saw: the failover's cost to it. */
+  readonly stallMs: number;
+  readonly acked: number;
+  readonly errors: number;
+  readonly verified: number;
+  readonly badBlocks: readonly number[];
+  readonly writerOutput: string;
+}
+
+function lastJsonLine(text: string): unknown {
+  const line = text
+    .trim()
+    .split("\n")
+    .reverse()
+    .find((l) => l.startsWith("{"));
+  if (line === undefined) throw new Error(`no summary line in:\n${text.slice(-2000)}`);
+  return JSON.parse(line);
+}
+
+export async function failoverRound(
+  cluster: ProcessCluster,
+  options: FailoverRoundOptions,
+): Promise<FailoverRound> {
+  const killed = await cluster.servedBy(options.vserverId);
+  const child = spawn(
+    options.writer,
+    ["write", options.url, options.file, String(options.seconds), String(options.blockBytes)],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.setEncoding("utf8").on("data", (chunk: string) => {
+      output = (output + chunk).slice(-32 * 1024);
+    });
+  }
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  await sleep(options.killAfterMs);
+  await cluster.killNode(killed);
+  const takenOverBy = await cluster.servedBy(options.vserverId, killed);
+  const code = await exited;
+  if (code !== 0) throw new Error(`the failover writer exited ${code}:\n${output}`);
+  const summary = writeSummarySchema.parse(lastJsonLine(output));
+  const verify = await run(
+    options.writer,
+    ["verify", options.url, options.file, String(summary.acked), String(options.blockBytes)],
+    {
+      timeoutMs: 120_000,
+    },
+  );
+  const verified = verifySummarySchema.parse(lastJsonLine(verify.stdout));
+  await cluster.startNode(killed);
+  return {
+    killed,
+    takenOverBy,
+    stallMs: summary.stall_ms_max,
+    acked: summary.acked,
+    errors: summary.errors,
+    verified: verified.verified,
+    badBlocks: verified.bad,
+    writerOutput: output,
+  };
+}
