@@ -5,7 +5,7 @@
 import { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import { EtcdStore } from "../cluster/store/index.ts";
-import { allocatedFromCensus, liveActiveReplicas, takeCensus } from "../storage/chunk-census.ts";
+import { allocatedFromCensus, takeCensus, type VolumeHealth, volumeHealth } from "../storage/chunk-census.ts";
 import { ChunkMover } from "../storage/chunk-mover.ts";
 import { type DrainProgress, drainServer, undrainServer } from "../storage/drain.ts";
 import { readSecretFile } from "../storage/secret-file.ts";
@@ -76,15 +76,7 @@ interface StatusReport {
     allocatedBytes: number;
     chunks: number;
   }[];
-  volumes: {
-    volumeId: string;
-    sizeBytes: number;
-    replicationFactor: number;
-    chunks: number;
-    underReplicated: number;
-    unavailable: number;
-    moving: number;
-  }[];
+  volumes: VolumeHealth[];
 }
 
 export async function storageStatus(options: TierOptions): Promise<StatusReport> {
@@ -123,19 +115,7 @@ export async function storageStatus(options: TierOptions): Promise<StatusReport>
       ...census.dead,
       ...servers.filter((s) => s.state === "missing").map((s) => s.serverId),
     ]);
-    const volumes = census.volumes.map((volume) => {
-      const chunks = census.chunks.filter((c) => c.volume.volumeId === volume.volumeId);
-      const live = chunks.map((c) => liveActiveReplicas(c, missing).length);
-      return {
-        volumeId: volume.volumeId,
-        sizeBytes: volume.blockCount * 4096,
-        replicationFactor: volume.replicationFactor,
-        chunks: chunks.length,
-        underReplicated: live.filter((n) => n < volume.replicationFactor).length,
-        unavailable: live.filter((n) => n === 0).length,
-        moving: chunks.filter((c) => census.moving.has(`${volume.volumeId}/${c.chunkIndex}`)).length,
-      };
-    });
+    const volumes = volumeHealth(census, missing);
     return { servers, volumes };
   });
 }

@@ -89,3 +89,31 @@ export function allocatedFromCensus(census: ChunkCensus): Map<string, number> {
   }
   return allocated;
 }
+
+/** How a volume's chunks stand: how many lack replicas, have none live, or are moving. */
+export interface VolumeHealth {
+  readonly volumeId: string;
+  readonly sizeBytes: number;
+  readonly replicationFactor: number;
+  readonly chunks: number;
+  readonly underReplicated: number;
+  readonly unavailable: number;
+  readonly moving: number;
+}
+
+/** Each volume's health, counting replicas on `missing` servers (dead or unregistered) as gone. */
+export function volumeHealth(census: ChunkCensus, missing: ReadonlySet<string>): VolumeHealth[] {
+  return census.volumes.map((volume) => {
+    const chunks = census.chunks.filter((c) => c.volume.volumeId === volume.volumeId);
+    const live = chunks.map((c) => liveActiveReplicas(c, missing).length);
+    return {
+      volumeId: volume.volumeId,
+      sizeBytes: volume.blockCount * BLOCK_BYTES,
+      replicationFactor: volume.replicationFactor,
+      chunks: chunks.length,
+      underReplicated: live.filter((n) => n < volume.replicationFactor).length,
+      unavailable: live.filter((n) => n === 0).length,
+      moving: chunks.filter((c) => census.moving.has(chunkTag(volume.volumeId, c.chunkIndex))).length,
+    };
+  });
+}

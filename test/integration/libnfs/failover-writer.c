@@ -161,6 +161,8 @@ static int write_mode(const char *url, const char *file, double seconds, uint64_
       break;
     }
   }
+  /* A run that ends still waiting has stalled until now, too. */
+  replied(&w);
   printf("{\"acked\":%llu,\"errors\":%ld,\"stall_ms_max\":%.1f,\"stall_end_ms\":%.1f,\"gaps\":[",
          (unsigned long long)w.acked, w.errors, w.stall_max, w.stall_end);
   for (int i = 0; i < w.gap_count; i++) printf("%s[%.1f,%.1f]", i == 0 ? "" : ",", w.gaps[i][0], w.gaps[i][1]);
