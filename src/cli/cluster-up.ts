@@ -8,6 +8,7 @@ import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { pino } from "pino";
+import { ADMIN_PORT_DEFAULT, AdminServer } from "../api/admin-server.ts";
 import { readClusterSnapshot } from "../cluster/cluster-view.ts";
 import { createVserver } from "../cluster/desired-state.ts";
 import { LocalCluster } from "../cluster/local-cluster.ts";
@@ -30,6 +31,7 @@ interface UpOptions {
   readonly mountPort: number;
   readonly volumeSize: number;
   readonly leaseTtl: number;
+  readonly adminPort: number;
   readonly logLevel: string;
 }
 
@@ -116,15 +118,35 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
     capacityBytes: 16 * GiB,
     logger,
   });
+  const tokenFile = join(dataDir, "admin-token");
+  let admin: AdminServer;
+  try {
+    admin = await AdminServer.start({
+      store,
+      registry: cluster.registry,
+      port: options.adminPort,
+      tokenFile,
+      logger,
+      faults: { killNode: (nodeId) => cluster.killNode(nodeId) },
+    });
+  } catch (error) {
+    await cluster.stop();
+    await store.close();
+    throw error;
+  }
   await provision(store, cluster, options, output);
   output.line("vservers (mount with libnfs, e.g. nfs-ls URL):");
   await report(store, output);
+  const env = options.data === "flotilla-data" ? "" : `FLOTILLA_TOKEN_FILE=${tokenFile} `;
+  output.line(`admin API: ${admin.url} (bearer token in ${tokenFile})`);
+  output.line(`  try: ${env}npm run flotilla -- status;  ${env}npm run flotilla -- fault kill-node n1`);
   output.line("Ctrl-C stops the cluster cleanly; starting again finds the vservers and their data.");
   const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
     process.once("SIGINT", () => resolveSignal("SIGINT"));
     process.once("SIGTERM", () => resolveSignal("SIGTERM"));
   });
   output.line(`${signal}: stopping (vservers committed and unmounted, nodes leave)`);
+  await admin.close();
   await cluster.stop();
   await store.close();
   output.line("stopped");
@@ -154,6 +176,7 @@ export function registerClusterUp(program: Command, output: Output = processOutp
     .option("--mount-port <port>", "MOUNT port of the demo vservers", parsePort, 20048)
     .option("--volume-size <size>", "size of each demo volume, e.g. 256M", parseSizeOption, 256 * MiB)
     .option("--lease-ttl <ms>", "a node silent this long is dead", parseMilliseconds, 1000)
+    .option("--admin-port <port>", "the admin API's port on 127.0.0.1", parsePort, ADMIN_PORT_DEFAULT)
     .option("--log-level <level>", "log level of DATA/flotilla.log", "info")
     .addHelpText(
       "after",

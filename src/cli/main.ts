@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { registerAdmin } from "./admin.ts";
 import { registerClusterUp } from "./cluster-up.ts";
 import { registerDemo } from "./demo.ts";
 import { registerFsck } from "./fsck.ts";
@@ -24,6 +25,7 @@ function buildProgram(): Command {
   registerDemo(program);
   registerNode(program);
   registerClusterUp(program);
+  registerAdmin(program);
   return program;
 }
 

@@ -115,8 +115,10 @@ async function runNode(configPath: string, output: Output): Promise<number> {
 export function registerNode(program: Command, output: Output = processOutput): void {
   program
     .command("node")
-    .description("run one cluster node in this process, joined through etcd")
-    .requiredOption("-c, --config <file>", "the node's JSON config (see below)")
+    .description(
+      "run one cluster node in this process, joined through etcd (or: node drain|disable|enable NODE)",
+    )
+    .option("-c, --config <file>", "the node's JSON config (see below)")
     .addHelpText(
       "after",
       [
@@ -142,7 +144,11 @@ export function registerNode(program: Command, output: Output = processOutput): 
         "  flotilla node --config n1.json",
       ].join("\n"),
     )
-    .action((options: { config: string }) =>
-      runVerb("node", 1, output, () => runNode(options.config, output)),
+    .action((options: { config?: string }) =>
+      runVerb("node", 2, output, async () => {
+        if (options.config === undefined)
+          throw new CliFailure("give --config FILE (see flotilla node --help)");
+        return runNode(options.config, output);
+      }),
     );
 }

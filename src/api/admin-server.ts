@@ -1,0 +1,363 @@
+/**
+ * The admin API: JSON over HTTP, bound to loopback by default, every request carrying the bearer
+ * token kept in the data directory (made at first start, mode 0600). It turns requests into the
+ * desired-state changes of `src/cluster/desired-state.ts` and volume operations of the storage tier,
+ * and errors into statuses an operator's script can rely on:
+ *   400 INVALID, 401 no or wrong token, 404 NOT_FOUND, 409 CONFLICT, 413 body too large,
+ *   503 UNAVAILABLE (the store or the storage tier cannot be reached; retry), 500 a bug (logged).
+ */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { clusterKeys } from "../cluster/catalog.ts";
+import { readClusterSnapshot } from "../cluster/cluster-view.ts";
+import {
+  AdminError,
+  addExport,
+  addVip,
+  createVserver,
+  deleteVserver,
+  moveVserver,
+  removeExport,
+  removeVip,
+  setNodeState,
+  setPinned,
+  setPriority,
+  volumeOwner,
+} from "../cluster/desired-state.ts";
+import { type CoordinationStore, StoreError } from "../cluster/store/index.ts";
+import { takeCensus, volumeHealth } from "../storage/chunk-census.ts";
+import type { ServerRegistry } from "../storage/server-registry.ts";
+import { createVolume, deleteVolume, VolumeError } from "../storage/volumes.ts";
+import { parseSize } from "../util/size.ts";
+import { buildStatus, type StatusDocument } from "./status.ts";
+
+export const ADMIN_PORT_DEFAULT = 7400;
+export const BODY_BYTES_MAX = 64 * 1024;
+
+export interface AdminFaults {
+  /** Stops a node abruptly (only a one-process cluster can). */
+  killNode(nodeId: string): Promise<void>;
+}
+
+export interface AdminServerOptions {
+  readonly store: CoordinationStore;
+  readonly registry: ServerRegistry;
+  readonly host?: string;
+  readonly port?: number;
+  readonly tokenFile: string;
+  readonly logger: Logger;
+  readonly faults?: AdminFaults;
+}
+
+type Json = unknown;
+
+class HttpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const STATUS_OF: Record<string, number> = { INVALID: 400, NOT_FOUND: 404, CONFLICT: 409, UNAVAILABLE: 503 };
+
+/** Reads the token, or makes one (mode 0600) if the file does not exist. */
+export async function loadOrCreateToken(path: string): Promise<string> {
+  try {
+    const token = (await readFile(path, "utf8")).trim();
+    if (!/^[0-9a-f]{32,128}$/.test(token)) throw new Error(`${path}: not an admin token (hex)`);
+    return token;
+  } catch (error) {
+    if (!(error instanceof Error && "code" in error && error.code === "ENOENT")) throw error;
+  }
+  const token = randomBytes(32).toString("hex");
+  await writeFile(path, `${token}\n`, { mode: 0o600, flag: "wx" });
+  return token;
+}
+
+const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
+
+const vserverBody = z
+  .object({
+    id: z.string(),
+    name: z.string().optional(),
+    priority: z.number().int().optional(),
+    pinned: z.boolean().optional(),
+    vips: z.array(z.string()).max(64),
+    volume: z.string(),
+    exports: z.array(z.string()).max(64).optional(),
+    nfsPort: z.number().int().optional(),
+    mountPort: z.number().int().optional(),
+  })
+  .strict();
+const volumeBody = z
+  .object({
+    id: z.string(),
+    size: z.union([z.number().int().positive(), z.string()]),
+    replicationFactor: z.number().int().min(1).max(8).optional(),
+  })
+  .strict();
+const nodeBody = z.object({ node: z.string() }).strict();
+const priorityBody = z.object({ priority: z.number().int() }).strict();
+const vipBody = z.object({ vip: z.string() }).strict();
+const ruleBody = z.object({ rule: z.string() }).strict();
+
+function parse<T>(schema: z.ZodType<T>, body: Json): T {
+  const result = schema.safeParse(body);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
+    throw new HttpError(400, "INVALID", problems.join("; "));
+  }
+  return result.data;
+}
+
+interface Route {
+  readonly method: string;
+  readonly pattern: RegExp;
+  readonly handle: (params: string[], body: Json) => Promise<Json>;
+}
+
+export class AdminServer implements AsyncDisposable {
+  readonly url: string;
+  readonly token: string;
+  private readonly server: Server;
+
+  private constructor(url: string, token: string, server: Server) {
+    this.url = url;
+    this.token = token;
+    this.server = server;
+  }
+
+  static async start(options: AdminServerOptions): Promise<AdminServer> {
+    const token = await loadOrCreateToken(options.tokenFile);
+    const expected = digest(token);
+    const routes = buildRoutes(options);
+    const log = options.logger.child({ component: "admin-api" });
+    const server = createServer((request, response) => {
+      void serve(request, response, expected, routes, log);
+    });
+    server.requestTimeout = 60_000;
+    server.headersTimeout = 10_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? ADMIN_PORT_DEFAULT, options.host ?? "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    const host = address.address.includes(":") ? `[${address.address}]` : address.address;
+    log.info({ port: address.port }, "admin API listening");
+    return new AdminServer(`http://${host}:${address.port}`, token, server);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+async function readBody(request: IncomingMessage): Promise<Json> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of request) {
+    const buffer = chunk as Buffer;
+    bytes += buffer.length;
+    if (bytes > BODY_BYTES_MAX)
+      throw new HttpError(413, "TOO_LARGE", `a request body may hold at most ${BODY_BYTES_MAX} bytes`);
+    chunks.push(buffer);
+  }
+  if (bytes === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new HttpError(400, "INVALID", "the request body is not JSON");
+  }
+}
+
+function send(response: ServerResponse, status: number, body: Json): void {
+  const text = `${JSON.stringify(body)}\n`;
+  response.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+  });
+  response.end(text);
+}
+
+async function serve(
+  request: IncomingMessage,
+  response: ServerResponse,
+  expected: Buffer,
+  routes: readonly Route[],
+  log: Logger,
+): Promise<void> {
+  try {
+    const header = request.headers.authorization ?? "";
+    const given = header.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : "";
+    if (!timingSafeEqual(digest(given), expected)) {
+      request.resume();
+      throw new HttpError(
+        401,
+        "UNAUTHORIZED",
+        "no or wrong bearer token (see the admin-token file in the data directory)",
+      );
+    }
+    const path = new URL(request.url ?? "/", "http://localhost").pathname;
+    const route = routes.find((r) => r.method === request.method && r.pattern.test(path));
+    if (route === undefined) {
+      request.resume();
+      const known = routes.some((r) => r.pattern.test(path));
+      throw new HttpError(
+        known ? 405 : 404,
+        known ? "METHOD" : "NOT_FOUND",
+        `${request.method} ${path}: no such route`,
+      );
+    }
+    const params = (route.pattern.exec(path) ?? []).slice(1).map((p) => decodeURIComponent(p));
+    const body = await readBody(request);
+    send(response, 200, await route.handle(params, body));
+  } catch (error) {
+    const { status, code, message } = describe(error);
+    if (status === 500)
+      log.error({ err: error, method: request.method, url: request.url }, "admin request failed");
+    else log.info({ method: request.method, url: request.url, status, code }, "admin request refused");
+    if (!response.headersSent) send(response, status, { error: { code, message } });
+  }
+}
+
+function describe(error: unknown): { status: number; code: string; message: string } {
+  if (error instanceof HttpError) return { status: error.status, code: error.code, message: error.message };
+  if (error instanceof AdminError)
+    return { status: STATUS_OF[error.code] ?? 500, code: error.code, message: error.message };
+  if (error instanceof VolumeError) {
+    const code = error.code === "EXISTS" || error.code === "NO_SPACE" ? "CONFLICT" : error.code;
+    return { status: STATUS_OF[code] ?? 500, code, message: error.message };
+  }
+  if (error instanceof StoreError && error.code === "UNAVAILABLE")
+    return {
+      status: 503,
+      code: "UNAVAILABLE",
+      message: `the coordination store cannot be reached: ${error.message}`,
+    };
+  return { status: 500, code: "INTERNAL", message: error instanceof Error ? error.message : String(error) };
+}
+
+/** The whole status document. */
+export async function clusterStatus(
+  store: CoordinationStore,
+  registry: ServerRegistry,
+): Promise<StatusDocument> {
+  const [snapshot, census] = await Promise.all([readClusterSnapshot(store), takeCensus(store)]);
+  const named = new Set(census.chunks.flatMap((c) => c.route.replicas.map((r) => r.serverId)));
+  const missing = new Set([...census.dead, ...[...named].filter((id) => !registry.isAlive(id))]);
+  return buildStatus(snapshot, volumeHealth(census, missing));
+}
+
+function sizeOf(size: number | string): number {
+  if (typeof size === "number") return size;
+  try {
+    return parseSize(size);
+  } catch (error) {
+    throw new HttpError(400, "INVALID", error instanceof Error ? error.message : String(error));
+  }
+}
+
+function buildRoutes(options: AdminServerOptions): Route[] {
+  const { store, registry } = options;
+  const id = "([^/]+)";
+  const route = (method: string, path: string, handle: Route["handle"]): Route => ({
+    method,
+    pattern: new RegExp(`^${path}$`),
+    handle,
+  });
+  return [
+    route("GET", "/v1/status", () => clusterStatus(store, registry)),
+    route("POST", "/v1/vservers", async (_, body) => {
+      const request = parse(vserverBody, body);
+      const { volume, ...rest } = request;
+      return strip(await createVserver(store, { ...rest, volumes: [volume] }));
+    }),
+    route("DELETE", `/v1/vservers/${id}`, async ([vserverId]) => {
+      await deleteVserver(store, vserverId!);
+      return { deleted: vserverId };
+    }),
+    route("POST", `/v1/vservers/${id}/move`, async ([vserverId], body) =>
+      moveVserver(store, vserverId!, parse(nodeBody, body).node),
+    ),
+    route("POST", `/v1/vservers/${id}/pin`, async ([vserverId]) =>
+      strip(await setPinned(store, vserverId!, true)),
+    ),
+    route("POST", `/v1/vservers/${id}/unpin`, async ([vserverId]) =>
+      strip(await setPinned(store, vserverId!, false)),
+    ),
+    route("PUT", `/v1/vservers/${id}/priority`, async ([vserverId], body) =>
+      strip(await setPriority(store, vserverId!, parse(priorityBody, body).priority)),
+    ),
+    route("POST", `/v1/vservers/${id}/vips`, async ([vserverId], body) =>
+      strip(await addVip(store, vserverId!, parse(vipBody, body).vip)),
+    ),
+    route("DELETE", `/v1/vservers/${id}/vips/${id}`, async ([vserverId, vip]) =>
+      strip(await removeVip(store, vserverId!, vip!)),
+    ),
+    route("POST", `/v1/vservers/${id}/exports`, async ([vserverId], body) =>
+      strip(await addExport(store, vserverId!, parse(ruleBody, body).rule)),
+    ),
+    route("DELETE", `/v1/vservers/${id}/exports`, async ([vserverId], body) =>
+      strip(await removeExport(store, vserverId!, parse(ruleBody, body).rule)),
+    ),
+    route("POST", "/v1/volumes", async (_, body) => {
+      const request = parse(volumeBody, body);
+      return createVolume(store, registry, {
+        volumeId: request.id,
+        sizeBytes: sizeOf(request.size),
+        ...(request.replicationFactor === undefined ? {} : { replicationFactor: request.replicationFactor }),
+      });
+    }),
+    route("DELETE", `/v1/volumes/${id}`, async ([volumeId]) => {
+      const owner = await volumeOwner(store, volumeId!);
+      if (owner !== undefined)
+        throw new AdminError(
+          "CONFLICT",
+          `volume ${volumeId} belongs to vserver ${owner}; delete the vserver first`,
+        );
+      await deleteVolume(store, registry, volumeId!);
+      // A volume made again under this id gets a new file system.
+      await store.delete(clusterKeys.filesystem(volumeId!));
+      return { deleted: volumeId };
+    }),
+    route("POST", `/v1/nodes/${id}/(drain|disable|enable)`, async ([nodeId, verb]) => {
+      const state = verb === "drain" ? "draining" : verb === "disable" ? "disabled" : "enabled";
+      await setNodeState(store, nodeId!, state);
+      return { node: nodeId, operatorState: state };
+    }),
+    route("POST", "/v1/faults/kill-node", async (_, body) => {
+      const { node } = parse(nodeBody, body);
+      if (options.faults === undefined)
+        throw new HttpError(
+          404,
+          "NOT_FOUND",
+          "fault injection exists only in a one-process cluster (flotilla cluster up)",
+        );
+      await options.faults.killNode(node);
+      return { killed: node };
+    }),
+  ];
+}
+
+/** A vserver record without its handle key: the key never leaves the cluster. */
+function strip<T extends { handleKey: string }>(record: T): Omit<T, "handleKey"> {
+  const { handleKey: _key, ...rest } = record;
+  return rest;
+}

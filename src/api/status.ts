@@ -1,0 +1,134 @@
+/**
+ * The cluster's status as an operator reads it: nodes and their state, vservers with where they
+ * run and why not, volumes and their health. Assembled from a snapshot of the store and the storage
+ * census; pure, so the admin API and the tests build the same document.
+ */
+import type { ClusterSnapshot } from "../cluster/cluster-view.ts";
+import type { Blocked } from "../cluster/model.ts";
+import type { VolumeHealth } from "../storage/chunk-census.ts";
+
+export interface NodeStatus {
+  readonly id: string;
+  readonly alive: boolean;
+  readonly operatorState: string;
+  readonly roles: readonly string[];
+  readonly isMaster: boolean;
+  /** Vservers placed on it. */
+  readonly vservers: readonly string[];
+  readonly loadPerCore: number | null;
+  readonly memoryFreeBytes: number | null;
+}
+
+export type VserverState = "running" | "starting" | "down";
+
+export interface VserverStatus {
+  readonly id: string;
+  readonly name: string;
+  readonly priority: number;
+  readonly pinned: boolean;
+  readonly vips: readonly string[];
+  readonly volumes: readonly string[];
+  readonly exports: readonly string[];
+  /** Where the master placed it. */
+  readonly node: string | null;
+  readonly generation: number;
+  readonly state: VserverState;
+  readonly runningOn: string | null;
+  readonly urls: readonly string[];
+  readonly blocked: { readonly code: string; readonly text: string } | null;
+}
+
+export interface VolumeStatus extends VolumeHealth {
+  readonly vserver: string | null;
+  readonly state: "ok" | "degraded" | "unavailable";
+}
+
+export interface StatusDocument {
+  readonly master: { readonly nodeId: string; readonly term: number } | null;
+  readonly nodes: readonly NodeStatus[];
+  readonly vservers: readonly VserverStatus[];
+  readonly volumes: readonly VolumeStatus[];
+}
+
+/** Why a vserver is not where it should be, in words an operator can act on. */
+export function describeBlocked(blocked: Blocked): string {
+  switch (blocked.code) {
+    case "pinned-node-dead":
+      return `pinned, and its node ${blocked.node} is dead: it stays down until ${blocked.node} returns or you move it (flotilla vserver move)`;
+    case "no-node":
+      return "no node can take it: none is alive, enabled and a filer";
+    case "no-capacity":
+      return "every node that could take it runs as many vservers as it may";
+    case "cooldown":
+      return `moved recently; it leaves its draining node at ${new Date(blocked.untilMs).toISOString()}`;
+  }
+}
+
+export function buildStatus(snapshot: ClusterSnapshot, volumes: readonly VolumeHealth[]): StatusDocument {
+  const placedOn = new Map<string, string[]>();
+  for (const [id, { record }] of snapshot.placements) {
+    if (record.node === null) continue;
+    const list = placedOn.get(record.node) ?? [];
+    list.push(id);
+    placedOn.set(record.node, list);
+  }
+  const nodeIds = new Set([...snapshot.nodes.keys(), ...snapshot.settings.keys(), ...placedOn.keys()]);
+  const nodes = [...nodeIds].sort().map((id): NodeStatus => {
+    const record = snapshot.nodes.get(id);
+    return {
+      id,
+      alive: record !== undefined,
+      operatorState: snapshot.settings.get(id)?.operatorState ?? "enabled",
+      roles: record?.roles ?? [],
+      isMaster: snapshot.master?.record.nodeId === id,
+      vservers: (placedOn.get(id) ?? []).sort(),
+      loadPerCore: record?.loadPerCore ?? null,
+      memoryFreeBytes: record?.memoryFreeBytes ?? null,
+    };
+  });
+  const owners = new Map<string, string>();
+  const vservers = [...snapshot.vservers.values()]
+    .map(({ record }) => record)
+    .sort((a, b) => (a.vserverId < b.vserverId ? -1 : 1))
+    .map((record): VserverStatus => {
+      for (const volumeId of record.volumes) owners.set(volumeId, record.vserverId);
+      const placement = snapshot.placements.get(record.vserverId)?.record;
+      const running = snapshot.running.get(record.vserverId);
+      const node = placement?.node ?? null;
+      const current =
+        running !== undefined && running.nodeId === node && running.generation === placement?.generation;
+      const state: VserverState = current
+        ? "running"
+        : node !== null && snapshot.nodes.has(node)
+          ? "starting"
+          : "down";
+      const blocked = placement?.blocked ?? null;
+      return {
+        id: record.vserverId,
+        name: record.name,
+        priority: record.priority,
+        pinned: record.pinned,
+        vips: record.vips,
+        volumes: record.volumes,
+        exports: record.exports,
+        node,
+        generation: placement?.generation ?? 0,
+        state,
+        runningOn: running?.nodeId ?? null,
+        urls: running?.endpoints.map((e) => e.url) ?? [],
+        blocked: blocked === null ? null : { code: blocked.code, text: describeBlocked(blocked) },
+      };
+    });
+  const volumeStatus = volumes.map(
+    (health): VolumeStatus => ({
+      ...health,
+      vserver: owners.get(health.volumeId) ?? null,
+      state: health.unavailable > 0 ? "unavailable" : health.underReplicated > 0 ? "degraded" : "ok",
+    }),
+  );
+  const master =
+    snapshot.master === undefined
+      ? null
+      : { nodeId: snapshot.master.record.nodeId, term: snapshot.master.term };
+  return { master, nodes, vservers, volumes: volumeStatus };
+}

@@ -1,0 +1,449 @@
+/**
+ * The operator's verbs, on top of the admin API: `status`, `vserver ...`, `vip ...`, `volume ...`,
+ * `export ...`, `node ...`, `fault kill-node`. Each takes --api, --token-file and --json, prints one
+ * line (or the status tables) for people and the API's JSON for scripts, and exits with a code a
+ * script can rely on (see EXIT below).
+ */
+import { readFile } from "node:fs/promises";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import type { StatusDocument } from "../api/status.ts";
+import { formatBytes, parseSize } from "../util/size.ts";
+import { type Output, processOutput } from "./output.ts";
+
+/** Exit codes of the admin verbs. */
+export const EXIT = {
+  OK: 0,
+  FAILURE: 1,
+  USAGE: 2,
+  NOT_FOUND: 3,
+  CONFLICT: 4,
+  UNAVAILABLE: 5,
+  UNAUTHORIZED: 6,
+  /** `status` only: some vserver is not running. */
+  NOT_ALL_RUNNING: 7,
+} as const;
+
+const EXIT_HELP = [
+  "",
+  "Exit codes: 0 done; 1 unexpected failure; 2 bad arguments; 3 no such vserver, volume or node;",
+  "4 conflict (VIP or name in use, dead or disabled node, ...); 5 the API or the cluster cannot be",
+  "reached (retry); 6 wrong or missing token; 7 (status only) some vserver is not running.",
+].join("\n");
+
+const API_DEFAULT = process.env.FLOTILLA_API ?? "http://127.0.0.1:7400";
+const TOKEN_FILE_DEFAULT = process.env.FLOTILLA_TOKEN_FILE ?? "flotilla-data/admin-token";
+const REQUEST_TIMEOUT_MS = 120_000;
+
+interface CommonOptions {
+  readonly api: string;
+  readonly tokenFile: string;
+  readonly json: boolean;
+}
+
+class ApiFailure extends Error {
+  readonly exitCode: number;
+  constructor(exitCode: number, message: string) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+const EXIT_OF_STATUS: Record<number, number> = {
+  400: EXIT.USAGE,
+  401: EXIT.UNAUTHORIZED,
+  404: EXIT.NOT_FOUND,
+  409: EXIT.CONFLICT,
+  413: EXIT.USAGE,
+  503: EXIT.UNAVAILABLE,
+};
+
+async function call(options: CommonOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  let token: string;
+  try {
+    token = (await readFile(options.tokenFile, "utf8")).trim();
+  } catch (error) {
+    throw new ApiFailure(
+      EXIT.UNAUTHORIZED,
+      `cannot read the admin token from ${options.tokenFile} (${error instanceof Error ? error.message : String(error)}); give --token-file`,
+    );
+  }
+  let response: Response;
+  try {
+    response = await fetch(new URL(path, options.api), {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+  } catch (error) {
+    const cause =
+      error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+    throw new ApiFailure(
+      EXIT.UNAVAILABLE,
+      `the admin API at ${options.api} cannot be reached (${cause}); is the cluster up?`,
+    );
+  }
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ApiFailure(
+      EXIT.FAILURE,
+      `${options.api} answered ${response.status} with something that is not JSON`,
+    );
+  }
+  if (!response.ok) {
+    const message =
+      typeof parsed === "object" &&
+      parsed !== null &&
+      "error" in parsed &&
+      typeof parsed.error === "object" &&
+      parsed.error !== null &&
+      "message" in parsed.error
+        ? String(parsed.error.message)
+        : `HTTP ${response.status}`;
+    const suffix = response.status === 401 ? ` (token from ${options.tokenFile})` : "";
+    throw new ApiFailure(EXIT_OF_STATUS[response.status] ?? EXIT.FAILURE, `${message}${suffix}`);
+  }
+  return parsed;
+}
+
+/** Runs a verb: prints its result (JSON with --json), sets the exit code. */
+async function runAdmin(
+  verb: string,
+  options: CommonOptions,
+  output: Output,
+  body: () => Promise<{ json: unknown; line: string; exitCode?: number }>,
+): Promise<void> {
+  try {
+    const result = await body();
+    output.line(options.json ? JSON.stringify(result.json, null, 2) : result.line);
+    process.exitCode = result.exitCode ?? EXIT.OK;
+  } catch (error) {
+    const exitCode =
+      error instanceof ApiFailure
+        ? error.exitCode
+        : error instanceof InvalidArgumentError
+          ? EXIT.USAGE
+          : EXIT.FAILURE;
+    const message = error instanceof Error ? error.message : String(error);
+    if (options.json) output.line(JSON.stringify({ error: { message, exitCode } }));
+    output.error(`${verb}: ${message}`);
+    process.exitCode = exitCode;
+  }
+}
+
+function withCommon(command: Command, example: string): Command {
+  return command
+    .option("--api <url>", "the admin API (env FLOTILLA_API)", API_DEFAULT)
+    .option("--token-file <file>", "the admin token (env FLOTILLA_TOKEN_FILE)", TOKEN_FILE_DEFAULT)
+    .option("--json", "print the API's JSON, for scripts", false)
+    .addHelpText("after", `${EXIT_HELP}\n\nExample:\n  ${example}`);
+}
+
+function parsePriority(text: string): number {
+  if (!/^-?\d+$/.test(text)) throw new InvalidArgumentError(`"${text}" is not a whole number`);
+  return Number(text);
+}
+
+function parseSizeText(text: string): string {
+  try {
+    parseSize(text);
+  } catch (error) {
+    throw new InvalidArgumentError(error instanceof Error ? error.message : String(error));
+  }
+  return text;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** The status document as tables for people. */
+export function formatStatus(status: StatusDocument): string {
+  const table = (header: string[], rows: string[][]): string[] => {
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+    const line = (cells: string[]) =>
+      cells
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join("  ")
+        .trimEnd();
+    return [line(header), ...rows.map(line)];
+  };
+  const lines: string[] = [
+    `master: ${status.master === null ? "none" : `${status.master.nodeId} (term ${status.master.term})`}`,
+    "",
+  ];
+  lines.push(
+    ...table(
+      ["NODE", "STATE", "OPERATOR", "ROLES", "VSERVERS", "LOAD/CORE"],
+      status.nodes.map((n) => [
+        `${n.id}${n.isMaster ? "*" : ""}`,
+        n.alive ? "alive" : "dead",
+        n.operatorState,
+        n.roles.join(",") || "-",
+        n.vservers.join(",") || "-",
+        n.loadPerCore === null ? "-" : n.loadPerCore.toFixed(2),
+      ]),
+    ),
+    "",
+  );
+  lines.push(
+    ...table(
+      ["VSERVER", "STATE", "NODE", "PRIO", "PINNED", "VIPS", "URL"],
+      status.vservers.map((v) => [
+        v.id,
+        v.state,
+        v.node ?? "-",
+        String(v.priority),
+        v.pinned ? "yes" : "no",
+        v.vips.join(","),
+        v.urls[0] ?? "-",
+      ]),
+    ),
+  );
+  for (const v of status.vservers) if (v.blocked !== null) lines.push(`  ${v.id}: ${v.blocked.text}`);
+  lines.push("");
+  lines.push(
+    ...table(
+      ["VOLUME", "STATE", "SIZE", "REPLICAS", "VSERVER", "CHUNKS", "DEGRADED"],
+      status.volumes.map((v) => [
+        v.volumeId,
+        v.state,
+        formatBytes(v.sizeBytes),
+        String(v.replicationFactor),
+        v.vserver ?? "-",
+        String(v.chunks),
+        String(v.underReplicated),
+      ]),
+    ),
+  );
+  return lines.join("\n");
+}
+
+export function registerAdmin(program: Command, output: Output = processOutput): void {
+  withCommon(
+    program.command("status").description("the cluster: nodes, vservers (where they run, why not), volumes"),
+    "flotilla status    # or: until flotilla status >/dev/null; do sleep 1; done",
+  ).action((options: CommonOptions) =>
+    runAdmin("status", options, output, async () => {
+      const status = (await call(options, "GET", "/v1/status")) as StatusDocument;
+      const allRunning = status.vservers.every((v) => v.state === "running");
+      return {
+        json: status,
+        line: formatStatus(status),
+        exitCode: allRunning ? EXIT.OK : EXIT.NOT_ALL_RUNNING,
+      };
+    }),
+  );
+
+  const vserver = program.command("vserver").description("create, delete, move, pin and prioritize vservers");
+  withCommon(
+    vserver
+      .command("create <id>")
+      .description("make a vserver; the master places it on the least-loaded node")
+      .requiredOption(
+        "--vip <address>",
+        "a VIP (127.0.0.0/8 with the loopback driver); two or more",
+        collect,
+        [],
+      )
+      .requiredOption("--volume <id>", "its volume (flotilla volume create)")
+      .option("--name <name>", "a name for people (default: the id)")
+      .option("--priority <n>", "higher fails over first", parsePriority, 0)
+      .option("--pinned", "never failed over: stays down with its node", false)
+      .option(
+        "--export <rule>",
+        "exports(5)-style rule; repeat (default 127.0.0.0/8(rw,no_root_squash))",
+        collect,
+        [],
+      )
+      .option("--nfs-port <port>", "NFS port on every VIP", (t) => Number(t), 2049)
+      .option("--mount-port <port>", "MOUNT port on every VIP", (t) => Number(t), 20048),
+    "flotilla vserver create vs3 --vip 127.0.3.1 --vip 127.0.3.2 --volume vs3-data",
+  ).action(
+    (
+      id: string,
+      options: CommonOptions & {
+        vip: string[];
+        volume: string;
+        name?: string;
+        priority: number;
+        pinned: boolean;
+        export: string[];
+        nfsPort: number;
+        mountPort: number;
+      },
+    ) =>
+      runAdmin("vserver create", options, output, async () => {
+        const body = {
+          id,
+          vips: options.vip,
+          volume: options.volume,
+          priority: options.priority,
+          pinned: options.pinned,
+          nfsPort: options.nfsPort,
+          mountPort: options.mountPort,
+          ...(options.name === undefined ? {} : { name: options.name }),
+          ...(options.export.length === 0 ? {} : { exports: options.export }),
+        };
+        const json = await call(options, "POST", "/v1/vservers", body);
+        return {
+          json,
+          line: `created vserver ${id} (VIPs ${options.vip.join(", ")}, volume ${options.volume}); the master places it`,
+        };
+      }),
+  );
+  withCommon(
+    vserver.command("delete <id>").description("stop and delete a vserver (its volume stays)"),
+    "flotilla vserver delete vs3",
+  ).action((id: string, options: CommonOptions) =>
+    runAdmin("vserver delete", options, output, async () => ({
+      json: await call(options, "DELETE", `/v1/vservers/${encodeURIComponent(id)}`),
+      line: `deleted vserver ${id}`,
+    })),
+  );
+  withCommon(
+    vserver.command("move <id> <node>").description("move a vserver to a live, enabled node now"),
+    "flotilla vserver move vs1 n3",
+  ).action((id: string, node: string, options: CommonOptions) =>
+    runAdmin("vserver move", options, output, async () => ({
+      json: await call(options, "POST", `/v1/vservers/${encodeURIComponent(id)}/move`, { node }),
+      line: `moving vserver ${id} to ${node}`,
+    })),
+  );
+  for (const [verb, text] of [
+    ["pin", "never fail it over (it stays down with its node)"],
+    ["unpin", "fail it over again when its node dies"],
+  ] as const) {
+    withCommon(vserver.command(`${verb} <id>`).description(text), `flotilla vserver ${verb} vs1`).action(
+      (id: string, options: CommonOptions) =>
+        runAdmin(`vserver ${verb}`, options, output, async () => ({
+          json: await call(options, "POST", `/v1/vservers/${encodeURIComponent(id)}/${verb}`),
+          line: `${verb === "pin" ? "pinned" : "unpinned"} vserver ${id}`,
+        })),
+    );
+  }
+  withCommon(
+    vserver.command("priority <id> <n>").description("set the failover priority (higher first)"),
+    "flotilla vserver priority vs1 100",
+  ).action((id: string, n: string, options: CommonOptions) =>
+    runAdmin("vserver priority", options, output, async () => ({
+      json: await call(options, "PUT", `/v1/vservers/${encodeURIComponent(id)}/priority`, {
+        priority: parsePriority(n),
+      }),
+      line: `vserver ${id} has priority ${n}`,
+    })),
+  );
+
+  const vip = program.command("vip").description("add or remove a vserver's VIPs");
+  withCommon(
+    vip.command("add <vserver> <vip>").description("give a vserver one more VIP"),
+    "flotilla vip add vs1 127.0.1.3",
+  ).action((vserverId: string, address: string, options: CommonOptions) =>
+    runAdmin("vip add", options, output, async () => ({
+      json: await call(options, "POST", `/v1/vservers/${encodeURIComponent(vserverId)}/vips`, {
+        vip: address,
+      }),
+      line: `vserver ${vserverId} now answers on ${address} too`,
+    })),
+  );
+  withCommon(
+    vip.command("remove <vserver> <vip>").description("take a VIP from a vserver (it keeps at least two)"),
+    "flotilla vip remove vs1 127.0.1.3",
+  ).action((vserverId: string, address: string, options: CommonOptions) =>
+    runAdmin("vip remove", options, output, async () => ({
+      json: await call(
+        options,
+        "DELETE",
+        `/v1/vservers/${encodeURIComponent(vserverId)}/vips/${encodeURIComponent(address)}`,
+      ),
+      line: `vserver ${vserverId} no longer answers on ${address}`,
+    })),
+  );
+
+  const volume = program.command("volume").description("create or delete replicated volumes");
+  withCommon(
+    volume
+      .command("create <id>")
+      .description("make a volume on the storage servers")
+      .requiredOption("--size <size>", "e.g. 10G", parseSizeText)
+      .addOption(
+        new Option("--replicas <n>", "copies of every chunk (default 2 with two or more servers)").argParser(
+          (t) => Number(t),
+        ),
+      ),
+    "flotilla volume create vs3-data --size 1G",
+  ).action((id: string, options: CommonOptions & { size: string; replicas?: number }) =>
+    runAdmin("volume create", options, output, async () => ({
+      json: await call(options, "POST", "/v1/volumes", {
+        id,
+        size: options.size,
+        ...(options.replicas === undefined ? {} : { replicationFactor: options.replicas }),
+      }),
+      line: `created volume ${id} (${options.size})`,
+    })),
+  );
+  withCommon(
+    volume.command("delete <id>").description("delete a volume no vserver uses (its data is gone)"),
+    "flotilla volume delete vs3-data",
+  ).action((id: string, options: CommonOptions) =>
+    runAdmin("volume delete", options, output, async () => ({
+      json: await call(options, "DELETE", `/v1/volumes/${encodeURIComponent(id)}`),
+      line: `deleted volume ${id}`,
+    })),
+  );
+
+  const exportsCommand = program.command("export").description("add or remove a vserver's export rules");
+  withCommon(
+    exportsCommand.command("add <vserver> <rule>").description("admit clients, exports(5)-style"),
+    "flotilla export add vs1 '10.0.0.0/8(ro)'",
+  ).action((vserverId: string, rule: string, options: CommonOptions) =>
+    runAdmin("export add", options, output, async () => ({
+      json: await call(options, "POST", `/v1/vservers/${encodeURIComponent(vserverId)}/exports`, { rule }),
+      line: `vserver ${vserverId} exports to ${rule}`,
+    })),
+  );
+  withCommon(
+    exportsCommand.command("remove <vserver> <rule>").description("drop an export rule (one must stay)"),
+    "flotilla export remove vs1 '10.0.0.0/8(ro)'",
+  ).action((vserverId: string, rule: string, options: CommonOptions) =>
+    runAdmin("export remove", options, output, async () => ({
+      json: await call(options, "DELETE", `/v1/vservers/${encodeURIComponent(vserverId)}/exports`, { rule }),
+      line: `vserver ${vserverId} no longer exports to ${rule}`,
+    })),
+  );
+
+  const nodeVerbs: [string, string][] = [
+    ["drain", "move every vserver off the node (pinned ones too); it receives none"],
+    ["disable", "the node keeps its vservers and receives no new ones"],
+    ["enable", "the node takes vservers again"],
+  ];
+  // `flotilla node --config FILE` runs a node; these verbs act on one through the API.
+  const parent = program.commands.find((c) => c.name() === "node") ?? program.command("node");
+  for (const [verb, text] of nodeVerbs) {
+    withCommon(parent.command(`${verb} <node>`).description(text), `flotilla node ${verb} n2`).action(
+      (nodeId: string, options: CommonOptions) =>
+        runAdmin(`node ${verb}`, options, output, async () => ({
+          json: await call(options, "POST", `/v1/nodes/${encodeURIComponent(nodeId)}/${verb}`),
+          line: `node ${nodeId}: ${verb === "drain" ? "draining" : `${verb}d`}`,
+        })),
+    );
+  }
+
+  const fault = program
+    .command("fault")
+    .description("inject faults into a one-process cluster (flotilla cluster up)");
+  withCommon(
+    fault
+      .command("kill-node <node>")
+      .description("stop a node abruptly: sockets dropped, nothing flushed or released"),
+    "flotilla fault kill-node n1",
+  ).action((nodeId: string, options: CommonOptions) =>
+    runAdmin("fault kill-node", options, output, async () => ({
+      json: await call(options, "POST", "/v1/faults/kill-node", { node: nodeId }),
+      line: `killed node ${nodeId}; its vservers fail over once its lease runs out`,
+    })),
+  );
+}

@@ -1,0 +1,231 @@
+/**
+ * The admin API over real HTTP on loopback, on a real storage tier (two servers), and the `flotilla`
+ * admin verbs against it: the token, every kind of refusal with its status and exit code, and the
+ * changes showing up in the status document.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
+import { AdminServer } from "../../src/api/admin-server.ts";
+import type { StatusDocument } from "../../src/api/status.ts";
+import { clusterKeys, encodeRecord, nodeSettingsSchema } from "../../src/cluster/catalog.ts";
+import { MAIN } from "../support/flotilla-process.ts";
+import { StorageTestCluster } from "../support/storage-cluster.ts";
+import { run } from "./tools.ts";
+
+const silent = pino({ level: "silent" });
+let dir: string;
+let tier: StorageTestCluster;
+let api: AdminServer;
+const killed: string[] = [];
+
+async function request(
+  method: string,
+  path: string,
+  body?: unknown,
+  token = api.token,
+): Promise<{ status: number; json: unknown }> {
+  const response = await fetch(`${api.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
+async function status(): Promise<StatusDocument> {
+  const { status: code, json } = await request("GET", "/v1/status");
+  assert.equal(code, 200);
+  return json as StatusDocument;
+}
+
+function errorMessage(json: unknown): string {
+  return (json as { error: { message: string } }).error.message;
+}
+
+describe("admin API", () => {
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "flotilla-admin-"));
+    tier = await StorageTestCluster.start({ servers: 2 });
+    api = await AdminServer.start({
+      store: tier.store,
+      registry: tier.registry,
+      port: 0,
+      tokenFile: join(dir, "admin-token"),
+      logger: silent,
+      faults: { killNode: async (node) => void killed.push(node) },
+    });
+  });
+  after(async () => {
+    await api.close();
+    await tier.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a token is made at first start (mode 0600) and kept; without it every request is 401", async () => {
+    assert.equal((await stat(join(dir, "admin-token"))).mode & 0o777, 0o600);
+    assert.equal((await request("GET", "/v1/status", undefined, "")).status, 401);
+    assert.equal((await request("GET", "/v1/status", undefined, "0".repeat(64))).status, 401);
+    const again = await AdminServer.start({
+      store: tier.store,
+      registry: tier.registry,
+      port: 0,
+      tokenFile: join(dir, "admin-token"),
+      logger: silent,
+    });
+    assert.equal(again.token, api.token, "the token survives a restart");
+    await again.close();
+  });
+
+  test("volumes and vservers: made, refused with reasons, changed, deleted", async () => {
+    assert.equal((await request("POST", "/v1/volumes", { id: "va", size: "64M" })).status, 200);
+    assert.equal((await request("POST", "/v1/volumes", { id: "vb", size: 64 * 1024 * 1024 })).status, 200);
+    assert.equal(
+      (await request("POST", "/v1/volumes", { id: "va", size: "64M" })).status,
+      409,
+      "an existing volume",
+    );
+    const created = await request("POST", "/v1/vservers", {
+      id: "a",
+      vips: ["127.0.71.1", "127.0.71.2"],
+      volume: "va",
+    });
+    assert.equal(created.status, 200, JSON.stringify(created.json));
+    assert.equal(
+      (created.json as { handleKey?: string }).handleKey,
+      undefined,
+      "the handle key never leaves the cluster",
+    );
+
+    const taken = await request("POST", "/v1/vservers", {
+      id: "b",
+      vips: ["127.0.71.1", "127.0.72.2"],
+      volume: "vb",
+    });
+    assert.equal(taken.status, 409);
+    assert.match(errorMessage(taken.json), /127\.0\.71\.1 is already used by vserver a/);
+    assert.equal(
+      (await request("POST", "/v1/vservers", { id: "b", vips: ["10.0.0.1", "127.0.72.2"], volume: "vb" }))
+        .status,
+      400,
+      "not a loopback VIP",
+    );
+    assert.equal(
+      (await request("POST", "/v1/vservers", { id: "b", vips: ["127.0.72.1"], volume: "vb" })).status,
+      400,
+      "one VIP",
+    );
+    assert.equal(
+      (await request("POST", "/v1/vservers", { id: "b", vips: ["127.0.72.1", "127.0.72.2"], volume: "nope" }))
+        .status,
+      404,
+    );
+    assert.equal(
+      (await request("POST", "/v1/vservers", { id: "b", vips: ["127.0.72.1", "127.0.72.2"], volume: "va" }))
+        .status,
+      409,
+      "a volume has one vserver",
+    );
+    assert.equal(
+      (await request("POST", "/v1/vservers", { id: "b", vips: [], volume: "vb", bogus: 1 })).status,
+      400,
+      "unknown fields",
+    );
+    assert.equal((await request("POST", "/v1/vservers", "{ not json")).status, 400);
+    assert.equal((await request("POST", "/v1/volumes", "x".repeat(70 * 1024))).status, 413);
+
+    assert.equal((await request("DELETE", "/v1/vservers/ghost")).status, 404);
+    assert.equal((await request("POST", "/v1/vservers/a/pin")).status, 200);
+    assert.equal((await request("PUT", "/v1/vservers/a/priority", { priority: 7 })).status, 200);
+    assert.equal((await request("POST", "/v1/vservers/a/vips", { vip: "127.0.71.3" })).status, 200);
+    assert.equal((await request("DELETE", "/v1/vservers/a/vips/127.0.71.1")).status, 200);
+    assert.equal((await request("POST", "/v1/vservers/a/exports", { rule: "10.0.0.0/8(ro)" })).status, 200);
+    assert.equal(
+      (await request("POST", "/v1/vservers/a/exports", { rule: "10.0.0.0/8(bogus)" })).status,
+      400,
+    );
+    let doc = await status();
+    const a = doc.vservers.find((v) => v.id === "a");
+    assert.deepEqual(
+      { pinned: a?.pinned, priority: a?.priority, vips: a?.vips, exports: a?.exports, state: a?.state },
+      {
+        pinned: true,
+        priority: 7,
+        vips: ["127.0.71.2", "127.0.71.3"],
+        exports: ["127.0.0.0/8(rw,no_root_squash)", "10.0.0.0/8(ro)"],
+        state: "down",
+      },
+    );
+    assert.equal((await request("DELETE", "/v1/vservers/a/vips/127.0.71.2")).status, 400, "two VIPs stay");
+    assert.equal(doc.volumes.find((v) => v.volumeId === "va")?.vserver, "a");
+
+    // Moves: to a node never seen (404) and to a node known but dead (409).
+    assert.equal((await request("POST", "/v1/vservers/a/move", { node: "n9" })).status, 404);
+    await tier.store.put(
+      clusterKeys.nodeSettings("n8"),
+      encodeRecord(nodeSettingsSchema, { operatorState: "enabled", changedAtMs: 0 }),
+    );
+    const dead = await request("POST", "/v1/vservers/a/move", { node: "n8" });
+    assert.equal(dead.status, 409);
+    assert.match(errorMessage(dead.json), /dead/);
+    assert.equal((await request("POST", "/v1/nodes/n8/drain")).status, 200);
+    assert.equal((await request("POST", "/v1/nodes/n9/drain")).status, 404);
+    doc = await status();
+    assert.equal(doc.nodes.find((n) => n.id === "n8")?.operatorState, "draining");
+
+    assert.equal((await request("DELETE", "/v1/volumes/va")).status, 409, "a volume in use stays");
+    assert.equal((await request("DELETE", "/v1/vservers/a")).status, 200);
+    assert.equal((await request("DELETE", "/v1/volumes/va")).status, 200);
+    assert.equal((await request("POST", "/v1/faults/kill-node", { node: "n1" })).status, 200);
+    assert.deepEqual(killed, ["n1"]);
+  });
+
+  test("flotilla verbs: human and --json output, exit codes scripts rely on", async () => {
+    const flotilla = (...args: string[]) =>
+      run(process.execPath, [MAIN, ...args, "--api", api.url, "--token-file", join(dir, "admin-token")], {
+        timeoutMs: 30_000,
+      });
+    const made = await flotilla(
+      "vserver",
+      "create",
+      "c",
+      "--vip",
+      "127.0.73.1",
+      "--vip",
+      "127.0.73.2",
+      "--volume",
+      "vb",
+    );
+    assert.equal(made.status, 0, made.stderr);
+    assert.match(made.stdout, /created vserver c/);
+    const json = await flotilla("status", "--json");
+    assert.equal(json.status, 7, "a vserver placed nowhere is not running");
+    assert.equal(
+      (JSON.parse(json.stdout) as StatusDocument).vservers.find((v) => v.id === "c")?.state,
+      "down",
+    );
+    const human = await flotilla("status");
+    assert.match(human.stdout, /VSERVER\s+STATE/);
+    assert.equal((await flotilla("vserver", "delete", "ghost")).status, 3);
+    assert.equal((await flotilla("vip", "add", "c", "127.0.73.1")).status, 4);
+    assert.equal((await flotilla("vserver", "priority", "c", "x")).status, 2, "a usage error");
+    const wrongToken = await run(
+      process.execPath,
+      [MAIN, "status", "--api", api.url, "--token-file", join(dir, "nope")],
+      { timeoutMs: 30_000 },
+    );
+    assert.equal(wrongToken.status, 6);
+    const down = await run(
+      process.execPath,
+      [MAIN, "status", "--api", "http://127.0.0.1:1", "--token-file", join(dir, "admin-token")],
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    assert.equal(down.status, 5);
+    assert.match(down.stderr, /cannot be reached/);
+  });
+});
