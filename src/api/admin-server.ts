@@ -7,9 +7,10 @@
  *   503 UNAVAILABLE (the store or the storage tier cannot be reached; retry), 500 a bug (logged).
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { dirname } from "node:path";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { clusterKeys } from "../cluster/catalog.ts";
@@ -77,6 +78,7 @@ export async function loadOrCreateToken(path: string): Promise<string> {
     if (!(error instanceof Error && "code" in error && error.code === "ENOENT")) throw error;
   }
   const token = randomBytes(32).toString("hex");
+  await mkdir(dirname(path), { recursive: true });
   await writeFile(path, `${token}\n`, { mode: 0o600, flag: "wx" });
   return token;
 }

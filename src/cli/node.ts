@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { pino } from "pino";
 import { z } from "zod";
+import { ADMIN_PORT_DEFAULT, AdminServer } from "../api/admin-server.ts";
 import { ID_PATTERN } from "../cluster/catalog.ts";
 import {
   NODE_LEASE_TTL_MS_DEFAULT,
@@ -52,6 +53,14 @@ export const nodeConfigSchema = z
     nodeSettleMs: z.number().int().min(0).max(3_600_000).default(30_000),
     moveCooldownMs: z.number().int().min(0).max(3_600_000).default(30_000),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+    /** The admin API on this node (any node can answer it: it works on the shared store). */
+    admin: z
+      .object({
+        host: z.string().default("127.0.0.1"),
+        port: z.number().int().min(0).max(65535).default(ADMIN_PORT_DEFAULT),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
@@ -97,7 +106,32 @@ async function runNode(configPath: string, output: Output): Promise<number> {
     storageGraceMs: config.storageGraceMs,
     policy: { nodeSettleMs: config.nodeSettleMs, moveCooldownMs: config.moveCooldownMs },
     logger,
+  }).catch(async (error: unknown) => {
+    await store.close();
+    throw error;
   });
+
+  let admin: AdminServer | undefined;
+  try {
+    admin =
+      config.admin === undefined
+        ? undefined
+        : await AdminServer.start({
+            store,
+            registry: node.registry,
+            host: config.admin.host,
+            port: config.admin.port,
+            tokenFile: join(config.dataDir, "admin-token"),
+            logger,
+          });
+  } catch (error) {
+    // Nothing may stay running behind a failed start: the process must exit.
+    await node.stop();
+    await store.close();
+    throw error;
+  }
+  if (admin !== undefined)
+    output.line(`admin API on ${admin.url} (token in ${join(config.dataDir, "admin-token")})`);
   output.line(
     `node ${config.nodeId} up (roles ${config.roles.join(",")}, etcd ${config.etcd.join(",")}, lease ${config.leaseTtlMs} ms)`,
   );
@@ -106,6 +140,7 @@ async function runNode(configPath: string, output: Output): Promise<number> {
     process.once("SIGTERM", () => resolve("SIGTERM"));
   });
   output.line(`${signal}: stopping (vservers committed and unmounted, then the lease given up)`);
+  await admin?.close();
   await node.stop();
   await store.close();
   output.line("stopped");
@@ -134,6 +169,7 @@ export function registerNode(program: Command, output: Output = processOutput): 
         `  leaseTtlMs      [${NODE_LEASE_TTL_MS_DEFAULT}] a node silent this long is dead; etcd rounds up to whole seconds`,
         `  storageLeaseTtlMs [${STORAGE_LEASE_TTL_MS_DEFAULT}]  storageGraceMs [${STORAGE_GRACE_MS_DEFAULT}]: a storage server missing this long after its lease is dead`,
         `  vserversMax     [${VSERVERS_PER_NODE_DEFAULT}]  nodeSettleMs [30000]  moveCooldownMs [30000]  logLevel [info]`,
+        `  admin           {"host": "127.0.0.1", "port": ${ADMIN_PORT_DEFAULT}}: serve the admin API here (token in dataDir/admin-token)`,
         "",
         "SIGINT or SIGTERM: the node's vservers are committed and unmounted, then it leaves; the master",
         "moves them to other nodes. Logs go to stderr as JSON lines.",

@@ -13,6 +13,7 @@ import { ReplicaSupervisor } from "../storage/replica-supervisor.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
 import { RemoteStorageClient } from "../storage/storage-client.ts";
 import { StorageServer } from "../storage/storage-server.ts";
+import { assert } from "../util/assert.ts";
 import type { NodeRecord } from "./catalog.ts";
 import { Master } from "./master.ts";
 import { MasterElection } from "./master-election.ts";
@@ -57,7 +58,7 @@ export class NodeRuntime implements AsyncDisposable {
   readonly nodeId: string;
   storageServer: StorageServer | undefined;
   private storageMembership: StorageMembership | undefined;
-  private registry: ServerRegistry | undefined;
+  private registryRef: ServerRegistry | undefined;
   private membership: NodeMembership | undefined;
   private election: MasterElection | undefined;
   private agentRef: NodeAgent | undefined;
@@ -88,7 +89,7 @@ export class NodeRuntime implements AsyncDisposable {
 
   private async startParts(): Promise<void> {
     const { store, nodeId, secret } = this.options;
-    this.registry = await ServerRegistry.open(
+    this.registryRef = await ServerRegistry.open(
       store,
       (record) =>
         new RemoteStorageClient({ serverId: record.serverId, host: record.host, port: record.port, secret }),
@@ -105,7 +106,7 @@ export class NodeRuntime implements AsyncDisposable {
         port: storage.port,
         secret,
         capacityBytes: storage.capacityBytes,
-        directory: this.registry,
+        directory: this.registryRef,
         logger: this.log,
         ownerEpochs: (await ownerEpochs(store)).epochs,
       });
@@ -131,7 +132,7 @@ export class NodeRuntime implements AsyncDisposable {
       this.agentRef = await NodeAgent.start({
         store,
         nodeId,
-        servers: this.registry,
+        servers: this.registryRef,
         lease: () => this.membership?.lease,
         logger: this.log,
       });
@@ -145,6 +146,12 @@ export class NodeRuntime implements AsyncDisposable {
       onDeposed: () => void this.stopMaster(),
       logger: this.log,
     });
+  }
+
+  /** The storage servers this node knows (for operator work through the admin API). */
+  get registry(): ServerRegistry {
+    assert(this.registryRef !== undefined, "a started node has a registry");
+    return this.registryRef;
   }
 
   get agent(): NodeAgent | undefined {
@@ -163,7 +170,9 @@ export class NodeRuntime implements AsyncDisposable {
       loadPerCore: (loadavg()[0] ?? 0) / Math.max(1, cpus().length),
       memoryFreeBytes: freemem(),
       // The storage servers this node can reach: every one registered (the loopback network reaches all).
-      reaches: (this.registry?.servers() ?? []).slice(0, 256).map((server) => `storage:${server.serverId}`),
+      reaches: (this.registryRef?.servers() ?? [])
+        .slice(0, 256)
+        .map((server) => `storage:${server.serverId}`),
       storageServerId: this.storageServer === undefined ? null : this.nodeId,
       adminUrl: this.options.adminUrl ?? "",
       startedAtMs: this.startedAtMs,
@@ -172,7 +181,7 @@ export class NodeRuntime implements AsyncDisposable {
   }
 
   private becomeMaster(term: number): void {
-    const registry = this.registry;
+    const registry = this.registryRef;
     if (registry === undefined || this.stopped) return;
     const mover = new ChunkMover({ store: this.options.store, servers: registry, logger: this.log });
     const supervisor = new ReplicaSupervisor({
@@ -229,7 +238,7 @@ export class NodeRuntime implements AsyncDisposable {
       this.agentRef?.kill(),
       this.storageServer?.abort(),
       this.stopMaster(),
-      this.registry?.close(),
+      this.registryRef?.close(),
     ]);
     this.log.warn("node killed");
   }
@@ -257,7 +266,7 @@ export class NodeRuntime implements AsyncDisposable {
     await this.membership?.close();
     await this.storageMembership?.close();
     await this.storageServer?.stop();
-    await this.registry?.close();
+    await this.registryRef?.close();
     this.log.info("node stopped");
   }
 

@@ -10,12 +10,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import type { StatusDocument } from "../../src/api/status.ts";
 import { StorageError } from "../../src/storage/types.ts";
 import { etcdSkipReason } from "../support/etcd-process.ts";
 import { failoverRound } from "../support/failover-round.ts";
+import { MAIN } from "../support/flotilla-process.ts";
 import { NfsTestClient } from "../support/nfs-test-client.ts";
 import { ProcessCluster } from "../support/process-cluster.ts";
-import { buildLibnfsProgram } from "./tools.ts";
+import { buildLibnfsProgram, run } from "./tools.ts";
 
 const FILE_SYNC = 2;
 const LEASE_TTL_MS = 1000;
@@ -160,5 +162,17 @@ describe("cluster of processes on etcd", { skip, timeout: 240_000 }, () => {
     assert.match(oldLog, /membership lease lost|fenced/, "the old node knew it had lost the vserver");
     const snapshot = await cluster.snapshot();
     assert.equal(snapshot.running.get("split")?.nodeId, newOwner, "only the new owner says it serves it");
+    // What an operator sees, through any node's admin API.
+    const admin = cluster.adminOf(newOwner);
+    const status = await run(
+      process.execPath,
+      [MAIN, "status", "--json", "--api", admin.url, "--token-file", admin.tokenFile],
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    const split = (JSON.parse(status.stdout) as StatusDocument).vservers.find((v) => v.id === "split");
+    assert.equal(split?.state, "running");
+    assert.equal(split?.runningOn, newOwner);
   });
 });

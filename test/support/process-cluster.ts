@@ -98,12 +98,20 @@ export class ProcessCluster implements AsyncDisposable {
       nodeSettleMs: 2000,
       moveCooldownMs: 1000,
       logLevel: this.options.logLevel ?? "info",
+      admin: { port: 0 },
     };
     const configFile = join(this.options.root, `${nodeId}.json`);
     await writeFile(configFile, JSON.stringify(config));
     const node = await spawnFlotilla(["node", "--config", configFile], /^node (\S+) up /m, `node ${nodeId}`);
     this.nodes.set(nodeId, node);
     return node;
+  }
+
+  /** The admin API a running node serves, and its token file. */
+  adminOf(nodeId: string): { url: string; tokenFile: string } {
+    const match = /^admin API on (\S+) \(token in (\S+)\)/m.exec(this.node(nodeId).output());
+    if (match === null) throw new Error(`node ${nodeId} printed no admin API line`);
+    return { url: match[1] ?? "", tokenFile: match[2] ?? "" };
   }
 
   node(nodeId: string): FlotillaProcess {
