@@ -51,7 +51,7 @@ export interface NodeRuntimeOptions {
   readonly logger: Logger;
 }
 
-export const NODE_LEASE_TTL_MS_DEFAULT = 2000;
+export const NODE_LEASE_TTL_MS_DEFAULT = 1000;
 export const VSERVERS_PER_NODE_DEFAULT = 64;
 
 export class NodeRuntime implements AsyncDisposable {
