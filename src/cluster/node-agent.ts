@@ -51,8 +51,6 @@ interface Served {
   fenced: boolean;
 }
 
-export type AgentVserverState = "starting" | "serving" | "stopping";
-
 const BIND_RETRY_MS_DEFAULT = 250;
 const STALL_MAX_MS_DEFAULT = 30_000;
 const RETRY_MS_MIN = 500;
@@ -80,16 +78,6 @@ export class NodeAgent implements AsyncDisposable {
     agent.view = await ClusterView.follow(options.store, agent.log, () => agent.reconcile());
     agent.reconcile();
     return agent;
-  }
-
-  /** Vservers this node runs now, with their endpoints. */
-  serving(): Map<string, { generation: number; urls: string[] }> {
-    const result = new Map<string, { generation: number; urls: string[] }>();
-    for (const [id, served] of this.served) {
-      if (served.runtime !== undefined)
-        result.set(id, { generation: served.generation, urls: served.runtime.endpoints.map((e) => e.url) });
-    }
-    return result;
   }
 
   /** Looks at every vserver and starts the tasks that bring it where it should be. */
