@@ -30,7 +30,8 @@ import {
   volumeOwner,
 } from "../cluster/desired-state.ts";
 import { type CoordinationStore, StoreError } from "../cluster/store/index.ts";
-import { takeCensus, volumeHealth } from "../storage/chunk-census.ts";
+import { missingServers, takeCensus, volumeHealth } from "../storage/chunk-census.ts";
+import { ownerEpochs } from "../storage/membership.ts";
 import type { ServerRegistry } from "../storage/server-registry.ts";
 import { createVolume, deleteVolume, VolumeError } from "../storage/volumes.ts";
 import { parseSize } from "../util/size.ts";
@@ -38,6 +39,8 @@ import { buildStatus, type StatusDocument } from "./status.ts";
 
 export const ADMIN_PORT_DEFAULT = 7400;
 export const BODY_BYTES_MAX = 64 * 1024;
+/** A body past BODY_BYTES_MAX is still read, and dropped, up to this (see `readBody`). */
+const DISCARD_BYTES_MAX = 1024 * 1024;
 
 export interface AdminFaults {
   /** Stops a node abruptly (only a one-process cluster can). */
@@ -171,16 +174,26 @@ export class AdminServer implements AsyncDisposable {
   }
 }
 
+const tooLarge = (): HttpError =>
+  new HttpError(413, "TOO_LARGE", `a request body may hold at most ${BODY_BYTES_MAX} bytes`);
+
+/**
+ * Reads a JSON body of at most BODY_BYTES_MAX. A longer one is read and dropped up to
+ * DISCARD_BYTES_MAX, so that a client still sending it gets the 413 and not a reset; past that the
+ * rest is left unread (never destroying the request before the answer is out) and the answer closes
+ * the connection (see `serve`).
+ */
 async function readBody(request: IncomingMessage): Promise<Json> {
+  if (Number(request.headers["content-length"] ?? 0) > DISCARD_BYTES_MAX) throw tooLarge();
   const chunks: Buffer[] = [];
   let bytes = 0;
-  for await (const chunk of request) {
+  for await (const chunk of request.iterator({ destroyOnReturn: false })) {
     const buffer = chunk as Buffer;
     bytes += buffer.length;
-    if (bytes > BODY_BYTES_MAX)
-      throw new HttpError(413, "TOO_LARGE", `a request body may hold at most ${BODY_BYTES_MAX} bytes`);
-    chunks.push(buffer);
+    if (bytes > DISCARD_BYTES_MAX) throw tooLarge();
+    if (bytes <= BODY_BYTES_MAX) chunks.push(buffer);
   }
+  if (bytes > BODY_BYTES_MAX) throw tooLarge();
   if (bytes === 0) return {};
   try {
     return JSON.parse(Buffer.concat(chunks).toString("utf8"));
@@ -189,11 +202,13 @@ async function readBody(request: IncomingMessage): Promise<Json> {
   }
 }
 
-function send(response: ServerResponse, status: number, body: Json): void {
+/** `close`: the request was not read to its end, so this connection cannot carry another one. */
+function send(response: ServerResponse, status: number, body: Json, close = false): void {
   const text = `${JSON.stringify(body)}\n`;
   response.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
+    ...(close ? { connection: "close" } : {}),
   });
   response.end(text);
 }
@@ -227,7 +242,7 @@ async function serve(
         `${request.method} ${path}: no such route`,
       );
     }
-    const params = (route.pattern.exec(path) ?? []).slice(1).map((p) => decodeURIComponent(p));
+    const params = (route.pattern.exec(path) ?? []).slice(1).map(decodePathPart);
     const body = await readBody(request);
     send(response, 200, await route.handle(params, body));
   } catch (error) {
@@ -235,7 +250,16 @@ async function serve(
     if (status === 500)
       log.error({ err: error, method: request.method, url: request.url }, "admin request failed");
     else log.info({ method: request.method, url: request.url, status, code }, "admin request refused");
-    if (!response.headersSent) send(response, status, { error: { code, message } });
+    if (!response.headersSent)
+      send(response, status, { error: { code, message } }, status === 413 && !request.complete);
+  }
+}
+
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HttpError(400, "INVALID", `"${part}" is not a well-formed URL path part`);
   }
 }
 
@@ -261,10 +285,13 @@ export async function clusterStatus(
   store: CoordinationStore,
   registry: ServerRegistry,
 ): Promise<StatusDocument> {
-  const [snapshot, census] = await Promise.all([readClusterSnapshot(store), takeCensus(store)]);
-  const named = new Set(census.chunks.flatMap((c) => c.route.replicas.map((r) => r.serverId)));
-  const missing = new Set([...census.dead, ...[...named].filter((id) => !registry.isAlive(id))]);
-  return buildStatus(snapshot, volumeHealth(census, missing));
+  const [snapshot, census, owners] = await Promise.all([
+    readClusterSnapshot(store),
+    takeCensus(store),
+    ownerEpochs(store),
+  ]);
+  const missing = missingServers(census, (id) => registry.isAlive(id));
+  return buildStatus(snapshot, volumeHealth(census, missing), owners.epochs);
 }
 
 function sizeOf(size: number | string): number {

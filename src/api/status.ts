@@ -38,8 +38,13 @@ export interface VserverStatus {
   readonly blocked: { readonly code: string; readonly text: string } | null;
 }
 
-export interface VolumeStatus extends VolumeHealth {
+export interface VolumeStatus extends Omit<VolumeHealth, "volumeId"> {
+  readonly id: string;
+  /** The vserver it belongs to. */
   readonly vserver: string | null;
+  /** Raised whenever a node takes the volume over; storage servers refuse older epochs. */
+  readonly ownerEpoch: number;
+  /** ok: every chunk has all its copies; degraded: some lack copies; unavailable: some have none. */
   readonly state: "ok" | "degraded" | "unavailable";
 }
 
@@ -64,7 +69,12 @@ export function describeBlocked(blocked: Blocked): string {
   }
 }
 
-export function buildStatus(snapshot: ClusterSnapshot, volumes: readonly VolumeHealth[]): StatusDocument {
+/** `ownerEpochs`: each volume's owner epoch (storage/owners/), 0 where none is recorded. */
+export function buildStatus(
+  snapshot: ClusterSnapshot,
+  volumes: readonly VolumeHealth[],
+  ownerEpochs: ReadonlyMap<string, number>,
+): StatusDocument {
   const placedOn = new Map<string, string[]>();
   for (const [id, { record }] of snapshot.placements) {
     if (record.node === null) continue;
@@ -95,13 +105,10 @@ export function buildStatus(snapshot: ClusterSnapshot, volumes: readonly VolumeH
       const placement = snapshot.placements.get(record.vserverId)?.record;
       const running = snapshot.running.get(record.vserverId);
       const node = placement?.node ?? null;
+      const nodeAlive = node !== null && snapshot.nodes.has(node);
       const current =
         running !== undefined && running.nodeId === node && running.generation === placement?.generation;
-      const state: VserverState = current
-        ? "running"
-        : node !== null && snapshot.nodes.has(node)
-          ? "starting"
-          : "down";
+      const state: VserverState = !nodeAlive ? "down" : current ? "running" : "starting";
       const blocked = placement?.blocked ?? null;
       return {
         id: record.vserverId,
@@ -120,9 +127,11 @@ export function buildStatus(snapshot: ClusterSnapshot, volumes: readonly VolumeH
       };
     });
   const volumeStatus = volumes.map(
-    (health): VolumeStatus => ({
+    ({ volumeId, ...health }): VolumeStatus => ({
+      id: volumeId,
       ...health,
-      vserver: owners.get(health.volumeId) ?? null,
+      vserver: owners.get(volumeId) ?? null,
+      ownerEpoch: ownerEpochs.get(volumeId) ?? 0,
       state: health.unavailable > 0 ? "unavailable" : health.underReplicated > 0 ? "degraded" : "ok",
     }),
   );

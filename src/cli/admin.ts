@@ -67,6 +67,7 @@ async function call(options: CommonOptions, method: string, path: string, body?:
       `cannot read the admin token from ${options.tokenFile} (${error instanceof Error ? error.message : String(error)}); give --token-file`,
     );
   }
+  if (token === "") throw new ApiFailure(EXIT.UNAUTHORIZED, `the token file ${options.tokenFile} is empty`);
   let response: Response;
   try {
     response = await fetch(new URL(path, options.api), {
@@ -142,10 +143,19 @@ function withCommon(command: Command, example: string): Command {
     .addHelpText("after", `${EXIT_HELP}\n\nExample:\n  ${example}`);
 }
 
-function parsePriority(text: string): number {
-  if (!/^-?\d+$/.test(text)) throw new InvalidArgumentError(`"${text}" is not a whole number`);
-  return Number(text);
+/** A parser for whole numbers from `min` to `max`, for commander. */
+function wholeNumber(min: number, max: number, what: string): (text: string) => number {
+  return (text) => {
+    const value = Number(text);
+    if (!/^-?\d+$/.test(text) || value < min || value > max)
+      throw new InvalidArgumentError(`"${text}" is not ${what} (a whole number from ${min} to ${max})`);
+    return value;
+  };
 }
+
+const parsePriority = wholeNumber(-1_000_000, 1_000_000, "a priority");
+const parsePort = wholeNumber(1, 65_535, "a port");
+const parseReplicas = wholeNumber(1, 8, "a replica count");
 
 function parseSizeText(text: string): string {
   try {
@@ -156,8 +166,9 @@ function parseSizeText(text: string): string {
   return text;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+/** A repeatable option: without a default, so a required one is really required. */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 /** The status document as tables for people. */
@@ -209,7 +220,7 @@ export function formatStatus(status: StatusDocument): string {
     ...table(
       ["VOLUME", "STATE", "SIZE", "REPLICAS", "VSERVER", "CHUNKS", "DEGRADED"],
       status.volumes.map((v) => [
-        v.volumeId,
+        v.id,
         v.state,
         formatBytes(v.sizeBytes),
         String(v.replicationFactor),
@@ -245,9 +256,8 @@ export function registerAdmin(program: Command, output: Output = processOutput):
       .description("make a vserver; the master places it on the least-loaded node")
       .requiredOption(
         "--vip <address>",
-        "a VIP (127.0.0.0/8 with the loopback driver); two or more",
+        "a VIP (127.0.0.0/8 with the loopback driver); repeat: two or more",
         collect,
-        [],
       )
       .requiredOption("--volume <id>", "its volume (flotilla volume create)")
       .option("--name <name>", "a name for people (default: the id)")
@@ -257,10 +267,9 @@ export function registerAdmin(program: Command, output: Output = processOutput):
         "--export <rule>",
         "exports(5)-style rule; repeat (default 127.0.0.0/8(rw,no_root_squash))",
         collect,
-        [],
       )
-      .option("--nfs-port <port>", "NFS port on every VIP", (t) => Number(t), 2049)
-      .option("--mount-port <port>", "MOUNT port on every VIP", (t) => Number(t), 20048),
+      .option("--nfs-port <port>", "NFS port on every VIP (default 2049)", parsePort)
+      .option("--mount-port <port>", "MOUNT port on every VIP (default 20048)", parsePort),
     "flotilla vserver create vs3 --vip 127.0.3.1 --vip 127.0.3.2 --volume vs3-data",
   ).action(
     (
@@ -271,9 +280,9 @@ export function registerAdmin(program: Command, output: Output = processOutput):
         name?: string;
         priority: number;
         pinned: boolean;
-        export: string[];
-        nfsPort: number;
-        mountPort: number;
+        export?: string[];
+        nfsPort?: number;
+        mountPort?: number;
       },
     ) =>
       runAdmin("vserver create", options, output, async () => {
@@ -283,10 +292,10 @@ export function registerAdmin(program: Command, output: Output = processOutput):
           volume: options.volume,
           priority: options.priority,
           pinned: options.pinned,
-          nfsPort: options.nfsPort,
-          mountPort: options.mountPort,
+          ...(options.nfsPort === undefined ? {} : { nfsPort: options.nfsPort }),
+          ...(options.mountPort === undefined ? {} : { mountPort: options.mountPort }),
           ...(options.name === undefined ? {} : { name: options.name }),
-          ...(options.export.length === 0 ? {} : { exports: options.export }),
+          ...(options.export === undefined ? {} : { exports: options.export }),
         };
         const json = await call(options, "POST", "/v1/vservers", body);
         return {
@@ -371,7 +380,7 @@ export function registerAdmin(program: Command, output: Output = processOutput):
       .requiredOption("--size <size>", "e.g. 10G", parseSizeText)
       .addOption(
         new Option("--replicas <n>", "copies of every chunk (default 2 with two or more servers)").argParser(
-          (t) => Number(t),
+          parseReplicas,
         ),
       ),
     "flotilla volume create vs3-data --size 1G",

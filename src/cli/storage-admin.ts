@@ -5,7 +5,13 @@
 import { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import { EtcdStore } from "../cluster/store/index.ts";
-import { allocatedFromCensus, takeCensus, type VolumeHealth, volumeHealth } from "../storage/chunk-census.ts";
+import {
+  allocatedFromCensus,
+  missingServers,
+  takeCensus,
+  type VolumeHealth,
+  volumeHealth,
+} from "../storage/chunk-census.ts";
 import { ChunkMover } from "../storage/chunk-mover.ts";
 import { type DrainProgress, drainServer, undrainServer } from "../storage/drain.ts";
 import { readSecretFile } from "../storage/secret-file.ts";
@@ -111,11 +117,10 @@ export async function storageStatus(options: TierOptions): Promise<StatusReport>
         chunks: chunkCounts.get(serverId) ?? 0,
       };
     });
-    const missing = new Set([
-      ...census.dead,
-      ...servers.filter((s) => s.state === "missing").map((s) => s.serverId),
-    ]);
-    const volumes = volumeHealth(census, missing);
+    const volumes = volumeHealth(
+      census,
+      missingServers(census, (id) => registry.isAlive(id)),
+    );
     return { servers, volumes };
   });
 }

@@ -101,6 +101,17 @@ export interface VolumeHealth {
   readonly moving: number;
 }
 
+/** Servers whose replicas count as gone: declared dead, or named by a route but not registered. */
+export function missingServers(
+  census: ChunkCensus,
+  isRegistered: (serverId: string) => boolean,
+): Set<string> {
+  const missing = new Set(census.dead);
+  for (const entry of census.chunks)
+    for (const r of entry.route.replicas) if (!isRegistered(r.serverId)) missing.add(r.serverId);
+  return missing;
+}
+
 /** Each volume's health, counting replicas on `missing` servers (dead or unregistered) as gone. */
 export function volumeHealth(census: ChunkCensus, missing: ReadonlySet<string>): VolumeHealth[] {
   return census.volumes.map((volume) => {

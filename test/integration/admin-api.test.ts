@@ -4,7 +4,9 @@
  * changes showing up in the status document.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -67,8 +69,11 @@ describe("admin API", () => {
 
   test("a token is made at first start (mode 0600) and kept; without it every request is 401", async () => {
     assert.equal((await stat(join(dir, "admin-token"))).mode & 0o777, 0o600);
-    assert.equal((await request("GET", "/v1/status", undefined, "")).status, 401);
+    const none = await request("GET", "/v1/status", undefined, "");
+    assert.equal(none.status, 401);
+    assert.equal((none.json as { error: { code: string } }).error.code, "UNAUTHORIZED");
     assert.equal((await request("GET", "/v1/status", undefined, "0".repeat(64))).status, 401);
+    assert.equal((await request("GET", "/v1/status", undefined, api.token.slice(1))).status, 401);
     const again = await AdminServer.start({
       store: tier.store,
       registry: tier.registry,
@@ -77,6 +82,13 @@ describe("admin API", () => {
       logger: silent,
     });
     assert.equal(again.token, api.token, "the token survives a restart");
+    const kill = await fetch(`${again.url}/v1/faults/kill-node`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${again.token}` },
+      body: JSON.stringify({ node: "n1" }),
+    });
+    assert.equal(kill.status, 404, "no faults without a one-process cluster");
+    assert.match(errorMessage(await kill.json()), /only in a one-process cluster/);
     await again.close();
   });
 
@@ -136,6 +148,14 @@ describe("admin API", () => {
     );
     assert.equal((await request("POST", "/v1/vservers", "{ not json")).status, 400);
     assert.equal((await request("POST", "/v1/volumes", "x".repeat(70 * 1024))).status, 413);
+    const streamed = await fetch(`${api.url}/v1/volumes`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${api.token}` },
+      body: new Blob(["x".repeat(1024 * 1024)]).stream(),
+      duplex: "half",
+    });
+    assert.equal(streamed.status, 413, "a chunked body past the bound");
+    assert.equal((await request("GET", "/v1/status")).status, 200, "the next request after a 413 is served");
 
     assert.equal((await request("DELETE", "/v1/vservers/ghost")).status, 404);
     assert.equal((await request("POST", "/v1/vservers/a/pin")).status, 200);
@@ -160,7 +180,11 @@ describe("admin API", () => {
       },
     );
     assert.equal((await request("DELETE", "/v1/vservers/a/vips/127.0.71.2")).status, 400, "two VIPs stay");
-    assert.equal(doc.volumes.find((v) => v.volumeId === "va")?.vserver, "a");
+    const va = doc.volumes.find((v) => v.id === "va");
+    assert.deepEqual(
+      { vserver: va?.vserver, state: va?.state, ownerEpoch: va?.ownerEpoch },
+      { vserver: "a", state: "ok", ownerEpoch: 0 },
+    );
 
     // Moves: to a node never seen (404) and to a node known but dead (409).
     assert.equal((await request("POST", "/v1/vservers/a/move", { node: "n9" })).status, 404);
@@ -184,10 +208,10 @@ describe("admin API", () => {
   });
 
   test("flotilla verbs: human and --json output, exit codes scripts rely on", async () => {
-    const flotilla = (...args: string[]) =>
-      run(process.execPath, [MAIN, ...args, "--api", api.url, "--token-file", join(dir, "admin-token")], {
-        timeoutMs: 30_000,
-      });
+    const tokenFile = join(dir, "admin-token");
+    const flotillaAt = (apiUrl: string, token: string, ...args: string[]) =>
+      run(process.execPath, [MAIN, ...args, "--api", apiUrl, "--token-file", token], { timeoutMs: 30_000 });
+    const flotilla = (...args: string[]) => flotillaAt(api.url, tokenFile, ...args);
     const made = await flotilla(
       "vserver",
       "create",
@@ -198,34 +222,73 @@ describe("admin API", () => {
       "127.0.73.2",
       "--volume",
       "vb",
+      "--priority",
+      "5",
     );
     assert.equal(made.status, 0, made.stderr);
-    assert.match(made.stdout, /created vserver c/);
-    const json = await flotilla("status", "--json");
-    assert.equal(json.status, 7, "a vserver placed nowhere is not running");
     assert.equal(
-      (JSON.parse(json.stdout) as StatusDocument).vservers.find((v) => v.id === "c")?.state,
-      "down",
+      made.stdout,
+      "created vserver c (VIPs 127.0.73.1, 127.0.73.2, volume vb); the master places it\n",
     );
-    const human = await flotilla("status");
-    assert.match(human.stdout, /VSERVER\s+STATE/);
-    assert.equal((await flotilla("vserver", "delete", "ghost")).status, 3);
-    assert.equal((await flotilla("vip", "add", "c", "127.0.73.1")).status, 4);
-    assert.equal((await flotilla("vserver", "priority", "c", "x")).status, 2, "a usage error");
-    const wrongToken = await run(
-      process.execPath,
-      [MAIN, "status", "--api", api.url, "--token-file", join(dir, "nope")],
-      { timeoutMs: 30_000 },
-    );
-    assert.equal(wrongToken.status, 6);
-    const down = await run(
-      process.execPath,
-      [MAIN, "status", "--api", "http://127.0.0.1:1", "--token-file", join(dir, "admin-token")],
-      {
-        timeoutMs: 30_000,
-      },
-    );
+
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const idleUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const wrongTokenFile = join(dir, "wrong-token");
+    await writeFile(wrongTokenFile, `${"ab".repeat(32)}\n`, { mode: 0o600 });
+    const [json, human, ghost, taken, badPriority, badPort, missingToken, wrongToken, down] =
+      await Promise.all([
+        flotilla("status", "--json"),
+        flotilla("status"),
+        flotilla("vserver", "delete", "ghost"),
+        flotilla("vip", "add", "c", "127.0.73.1"),
+        flotilla("vserver", "priority", "c", "x"),
+        flotilla(
+          "vserver",
+          "create",
+          "d",
+          "--vip",
+          "127.0.74.1",
+          "--vip",
+          "127.0.74.2",
+          "--volume",
+          "vb",
+          "--nfs-port",
+          "x",
+        ),
+        flotillaAt(api.url, join(dir, "nope"), "status"),
+        flotillaAt(api.url, wrongTokenFile, "status"),
+        flotillaAt(idleUrl, tokenFile, "status"),
+      ]);
+    assert.equal(json.status, 7, "a vserver placed nowhere is not running");
+    const c = (JSON.parse(json.stdout) as StatusDocument).vservers.find((v) => v.id === "c");
+    assert.deepEqual({ state: c?.state, priority: c?.priority }, { state: "down", priority: 5 });
+    assert.equal(human.status, 7);
+    assert.match(human.stdout, /^NODE\s+STATE/m);
+    assert.match(human.stdout, /^VSERVER\s+STATE\s+NODE.*VIPS\s+URL$/m);
+    assert.match(human.stdout, /^c\s+down\s+-\s+5\s+no\s+127\.0\.73\.1,127\.0\.73\.2\s+-$/m);
+    assert.match(human.stdout, /^vb\s+ok\s+64\.0 MiB\s+2\s+c\b/m);
+    assert.equal(ghost.status, 3, ghost.stderr);
+    assert.match(ghost.stderr, /^vserver delete: .*ghost/);
+    assert.equal(taken.status, 4, taken.stderr);
+    assert.equal(badPriority.status, 2, "a usage error");
+    assert.equal(badPort.status, 2, badPort.stderr);
+    assert.match(badPort.stderr, /"x" is not a port/);
+    assert.equal(missingToken.status, 6);
+    assert.match(missingToken.stderr, /nope/);
+    assert.equal(wrongToken.status, 6, wrongToken.stderr);
+    assert.match(wrongToken.stderr, /token from .*wrong-token/, "names the token file it used");
     assert.equal(down.status, 5);
-    assert.match(down.stderr, /cannot be reached/);
+    assert.match(
+      down.stderr,
+      new RegExp(`${idleUrl} cannot be reached \\(.*ECONNREFUSED`),
+      "names the URL it tried",
+    );
+
+    const deleted = await flotilla("vserver", "delete", "c");
+    assert.equal(deleted.status, 0, deleted.stderr);
+    const empty = await flotilla("status");
+    assert.equal(empty.status, 0, `no vserver is down: ${empty.stdout}${empty.stderr}`);
   });
 });
