@@ -5,7 +5,9 @@
  *   npm run bench:failover -- --kills 40 --lease-ttl 2000
  *
  * A real etcd, two storage server processes and three `flotilla node` processes (filers), all on
- * this machine. Each round, the C failover writer (libnfs, async, auto-reconnect) writes FILE_SYNC
+ * this machine; with --hyperconverged, three nodes that are storage servers too (a kill takes a
+ * replica of every chunk away as well, so writes also wait for the storage server to be declared
+ * dead). Each round, the C failover writer (libnfs, async, auto-reconnect) writes FILE_SYNC
  * blocks to the vserver through a VIP; the owning node is killed mid-stream; the vserver comes up on
  * another node on the same VIPs; the writer goes on, and every block it saw acknowledged is read
  * back. The killed node is started again before the next round, so the next kill may hit any node,
@@ -45,6 +47,7 @@ const { values } = parseArgs({
     kills: { type: "string" },
     "lease-ttl": { type: "string" },
     seconds: { type: "string" },
+    hyperconverged: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
@@ -62,7 +65,9 @@ const root = await mkdtemp(join(tmpdir(), "flotilla-bench-failover-"));
 const cluster = await ProcessCluster.start({
   root,
   nodes: ["n1", "n2", "n3"],
-  storageServers: ["s1", "s2"],
+  // Hyperconverged: each node also runs a storage server, which dies with it.
+  storageServers: values.hyperconverged ? [] : ["s1", "s2"],
+  hyperconverged: values.hyperconverged,
   leaseTtlMs,
   logLevel: "warn",
 });
@@ -76,9 +81,12 @@ try {
   const masterStalls: number[] = [];
   let lost = 0;
   process.stdout.write(
-    `failover: ${kills} kills, node lease ${leaseTtlMs} ms, ${seconds} s of writes per round\n`,
+    `failover: ${kills} kills, node lease ${leaseTtlMs} ms, ${seconds} s of writes per round, ${values.hyperconverged ? "hyperconverged nodes (filer + storage; storage grace = lease TTL)" : "filer nodes and two separate storage servers"}\n`,
   );
   for (let round = 1; round <= kills; round++) {
+    // Hyperconverged, a kill also takes a storage server: let the tier re-replicate first, or the
+    // next kill is a double failure (chunks whose both replicas are down wait for a node to return).
+    const healMs = values.hyperconverged ? await cluster.untilStorageHealthy() : 0;
     const owner = await cluster.servedBy("bench");
     const masterBefore = (await cluster.snapshot()).master?.record.nodeId;
     const result = await failoverRound(cluster, {
@@ -106,7 +114,7 @@ try {
         .toString()
         .padStart(
           5,
-        )} ms  ${result.acked} blocks acknowledged, ${result.verified} verified, ${result.errors} failed calls retried\n`,
+        )} ms  ${result.acked} blocks acknowledged, ${result.verified} verified, ${result.errors} failed calls retried${values.hyperconverged ? `, healed ${healMs} ms before` : ""}\n`,
     );
   }
   const sorted = [...stalls].sort((a, b) => a - b);

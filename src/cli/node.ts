@@ -16,8 +16,6 @@ import {
   VSERVERS_PER_NODE_DEFAULT,
 } from "../cluster/node-runtime.ts";
 import { EtcdStore } from "../cluster/store/index.ts";
-import { STORAGE_LEASE_TTL_MS_DEFAULT } from "../storage/membership.ts";
-import { STORAGE_GRACE_MS_DEFAULT } from "../storage/replica-supervisor.ts";
 import { readSecretFile } from "../storage/secret-file.ts";
 import { parseSize } from "../util/size.ts";
 import { NAMESPACE_DEFAULT } from "./cluster-options.ts";
@@ -25,6 +23,14 @@ import { type Output, processOutput } from "./output.ts";
 import { CliFailure, runVerb } from "./run-verb.ts";
 
 const durationMs = z.number().int().min(100).max(3_600_000);
+
+/**
+ * A node's storage server dies with the node: writes to the chunks it held wait until it is declared
+ * dead, so a node's defaults are short (a standalone `flotilla storage serve` keeps 3 s + 10 s). The
+ * price: a storage server restarted more slowly than this has its chunks re-replicated.
+ */
+const NODE_STORAGE_LEASE_TTL_MS_DEFAULT = 1000;
+const NODE_STORAGE_GRACE_MS_DEFAULT = 1000;
 
 export const nodeConfigSchema = z
   .object({
@@ -47,8 +53,8 @@ export const nodeConfigSchema = z
       .strict()
       .default({ host: "127.0.0.1", port: 0 }),
     leaseTtlMs: durationMs.default(NODE_LEASE_TTL_MS_DEFAULT),
-    storageLeaseTtlMs: durationMs.default(STORAGE_LEASE_TTL_MS_DEFAULT),
-    storageGraceMs: durationMs.default(STORAGE_GRACE_MS_DEFAULT),
+    storageLeaseTtlMs: durationMs.default(NODE_STORAGE_LEASE_TTL_MS_DEFAULT),
+    storageGraceMs: z.number().int().min(0).max(3_600_000).default(NODE_STORAGE_GRACE_MS_DEFAULT),
     vserversMax: z.number().int().min(0).max(100_000).default(VSERVERS_PER_NODE_DEFAULT),
     nodeSettleMs: z.number().int().min(0).max(3_600_000).default(30_000),
     moveCooldownMs: z.number().int().min(0).max(3_600_000).default(30_000),
@@ -167,7 +173,8 @@ export function registerNode(program: Command, output: Output = processOutput): 
         "  dataDir         this node's data (its chunk store under storage/)",
         '  storage         {"host": "127.0.0.1", "port": 0, "capacity": "64G"}',
         `  leaseTtlMs      [${NODE_LEASE_TTL_MS_DEFAULT}] a node silent this long is dead; etcd rounds up to whole seconds`,
-        `  storageLeaseTtlMs [${STORAGE_LEASE_TTL_MS_DEFAULT}]  storageGraceMs [${STORAGE_GRACE_MS_DEFAULT}]: a storage server missing this long after its lease is dead`,
+        `  storageLeaseTtlMs [${NODE_STORAGE_LEASE_TTL_MS_DEFAULT}]  storageGraceMs [${NODE_STORAGE_GRACE_MS_DEFAULT}]: a storage server missing this long after its lease is dead;`,
+        "                  writes to its chunks wait until then (a short grace re-replicates sooner after a restart)",
         `  vserversMax     [${VSERVERS_PER_NODE_DEFAULT}]  nodeSettleMs [30000]  moveCooldownMs [30000]  logLevel [info]`,
         `  admin           {"host": "127.0.0.1", "port": ${ADMIN_PORT_DEFAULT}}: serve the admin API here (token in dataDir/admin-token)`,
         "",

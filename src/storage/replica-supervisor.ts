@@ -49,6 +49,9 @@ export class ReplicaSupervisor implements AsyncDisposable {
   private readonly clock: Clock;
   private readonly graceMs: number;
   private timer: Disposable | undefined;
+  private registryWatch: Disposable | undefined;
+  private again = false;
+  private closed = false;
   private running: Promise<void> | undefined;
   private counts = { underReplicated: 0, unavailable: 0, repaired: 0, failed: 0 };
   private readonly options: ReplicaSupervisorOptions;
@@ -61,13 +64,27 @@ export class ReplicaSupervisor implements AsyncDisposable {
   }
 
   start(): void {
-    this.timer ??= this.clock.every(this.options.intervalMs ?? 1000, () => {
-      this.running ??= this.tick()
-        .catch((error: unknown) => this.log.error({ err: error }, "supervisor pass failed"))
-        .finally(() => {
-          this.running = undefined;
-        });
-    });
+    this.timer ??= this.clock.every(this.options.intervalMs ?? 1000, () => this.kick());
+    // A server leaving is looked at at once, not at the next interval: writes may be waiting on it.
+    this.registryWatch ??= this.options.registry.onChange(() => this.kick());
+  }
+
+  /** Runs a pass now, or right after the one running (which may have read the registry too early). */
+  private kick(): void {
+    if (this.closed) return;
+    if (this.running !== undefined) {
+      this.again = true;
+      return;
+    }
+    this.running = this.tick()
+      .catch((error: unknown) => this.log.error({ err: error }, "supervisor pass failed"))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
   }
 
   progress(): RepairProgress {
@@ -87,6 +104,10 @@ export class ReplicaSupervisor implements AsyncDisposable {
       }
       const since = this.missingSince.get(serverId) ?? now;
       this.missingSince.set(serverId, since);
+      if (now - since < this.graceMs && this.timer !== undefined) {
+        // Look again the moment its grace runs out.
+        setTimeout(() => this.kick(), since + this.graceMs - now + 1).unref();
+      }
       if (now - since >= this.graceMs) {
         const record: DeadServer = { serverId, declaredAtMs: Date.now() };
         await store.put(keys.dead(serverId), encodeRecord(deadServerSchema, record));
@@ -206,8 +227,11 @@ export class ReplicaSupervisor implements AsyncDisposable {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.timer?.[Symbol.dispose]();
     this.timer = undefined;
+    this.registryWatch?.[Symbol.dispose]();
+    this.registryWatch = undefined;
     await this.running;
   }
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { StatusDocument } from "../../src/api/status.ts";
+import { decodeRecord, keys, ownerRecordSchema } from "../../src/storage/catalog.ts";
 import { StorageError } from "../../src/storage/types.ts";
 import { etcdSkipReason } from "../support/etcd-process.ts";
 import { failoverRound } from "../support/failover-round.ts";
@@ -117,8 +118,21 @@ describe("cluster of processes on etcd", { skip, timeout: 240_000 }, () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     })();
-    // Give the new owner time to take the volume's epoch before the old one wakes.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Wait until the new owner has taken the volume (raised its owner epoch, which fences the old
+    // owner at the storage servers) before the old one wakes.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const kv = await cluster.store.get(keys.owner("split-data"));
+      const owner = kv === undefined ? undefined : decodeRecord(ownerRecordSchema, kv.key, kv.value);
+      // The new owner fences every storage server right after it records the epoch (and they follow
+      // the record too); half a second covers that.
+      if (owner !== undefined && owner.owner === newOwner && owner.epoch > oldEpoch) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        break;
+      }
+      if (Date.now() > deadline) throw new Error("the new owner never took the volume");
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
 
     // A write sent to the stopped node sits in its socket until it wakes up.
     const stale = client.nfs.write(file, 8192, new Uint8Array(8192).fill(0xbb), FILE_SYNC).then(

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { type ClusterSnapshot, readClusterSnapshot } from "../../src/cluster/cluster-view.ts";
 import { createVserver } from "../../src/cluster/desired-state.ts";
 import { EtcdStore } from "../../src/cluster/store/index.ts";
+import { takeCensus } from "../../src/storage/chunk-census.ts";
 import { readSecretFile, writeSecretFile } from "../../src/storage/secret-file.ts";
 import { ServerRegistry } from "../../src/storage/server-registry.ts";
 import { RemoteStorageClient } from "../../src/storage/storage-client.ts";
@@ -25,6 +26,8 @@ export interface ProcessClusterOptions {
   readonly storageServers: readonly string[];
   readonly leaseTtlMs: number;
   readonly logLevel?: string;
+  /** Nodes are filers and storage servers both (no separate storage processes). */
+  readonly hyperconverged?: boolean;
 }
 
 export class ProcessCluster implements AsyncDisposable {
@@ -88,13 +91,14 @@ export class ProcessCluster implements AsyncDisposable {
   async startNode(nodeId: string): Promise<FlotillaProcess> {
     const config = {
       nodeId,
-      roles: ["filer"],
+      roles: this.options.hyperconverged === true ? ["filer", "storage"] : ["filer"],
       etcd: [this.etcd.endpoint],
       namespace: this.namespace,
       secretFile: this.secretFile,
       dataDir: join(this.options.root, "nodes", nodeId),
       leaseTtlMs: this.options.leaseTtlMs,
       storageLeaseTtlMs: this.options.leaseTtlMs,
+      storageGraceMs: this.options.leaseTtlMs,
       nodeSettleMs: 2000,
       moveCooldownMs: 1000,
       logLevel: this.options.logLevel ?? "info",
@@ -177,6 +181,28 @@ export class ProcessCluster implements AsyncDisposable {
         );
       }
       await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
+  /**
+   * Waits until the storage tier has healed: no server marked dead, every chunk with as many active
+   * replicas as its volume asks for. A second failure before that is a double failure.
+   */
+  async untilStorageHealthy(timeoutMs = 180_000): Promise<number> {
+    const started = Date.now();
+    for (;;) {
+      const census = await takeCensus(this.store).catch(() => undefined);
+      const healthy =
+        census !== undefined &&
+        census.dead.size === 0 &&
+        census.moving.size === 0 &&
+        census.chunks.every(
+          (c) => c.route.replicas.filter((r) => r.state === "active").length >= c.volume.replicationFactor,
+        );
+      if (healthy) return Date.now() - started;
+      if (Date.now() - started > timeoutMs)
+        throw new Error(`the storage tier did not heal in ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
 

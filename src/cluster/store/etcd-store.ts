@@ -283,7 +283,14 @@ export class EtcdStore implements CoordinationStore {
       return;
     } catch (error) {
       if (!(error instanceof StoreError && error.cause instanceof GRPCOutOfRangeError)) throw error;
+      // etcd says which: "required revision is a future revision" or "... has been compacted". A
+      // future revision (nothing written since the caller's read) is what a follower asks for most.
+      const text = error.cause.message;
+      if (/future revision/i.test(text)) return;
+      if (/compacted/i.test(text))
+        throw new StoreError("COMPACTED", `watch ${prefix}: revision ${revision} is compacted`);
     }
+    // Neither message: tell them apart by the current revision.
     const now = await this.call(`watch ${prefix}`, (options) => this.client.kv.range(range, options));
     if (revision > toNumber(now.header.revision, "revision")) return;
     throw new StoreError("COMPACTED", `watch ${prefix}: revision ${revision} is compacted`);

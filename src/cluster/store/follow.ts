@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import type { CoordinationStore, KeyValue, StoreError, Watch, WatchEvent } from "./types.ts";
+import { type CoordinationStore, type KeyValue, StoreError, type Watch, type WatchEvent } from "./types.ts";
 
 export interface FollowHandlers {
   /** The whole prefix at `revision`: on start, and again after every broken watch. */
@@ -19,6 +19,7 @@ export interface Follower extends AsyncDisposable {
 
 const RETRY_DELAY_MS_MIN = 50;
 const RETRY_DELAY_MS_MAX = 2000;
+const START_ATTEMPTS_MAX = 5;
 
 /**
  * Starts following. The first snapshot is taken before this resolves (its failure rejects); later
@@ -61,7 +62,17 @@ export async function followPrefix(
     }
   };
 
-  await start();
+  // A compaction between the snapshot and the watch is no reason to fail: take a new snapshot.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      break;
+    } catch (error) {
+      if (!(error instanceof StoreError && error.code === "COMPACTED") || attempt >= START_ATTEMPTS_MAX)
+        throw error;
+      log.warn({ err: error, prefix }, "history compacted under the first snapshot; taking another");
+    }
+  }
   const close = async (): Promise<void> => {
     closed = true;
     await restarting;
