@@ -7,7 +7,7 @@
  *   503 UNAVAILABLE (the store or the storage tier cannot be reached; retry), 500 a bug (logged).
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname } from "node:path";
@@ -71,18 +71,31 @@ class HttpError extends Error {
 
 const STATUS_OF: Record<string, number> = { INVALID: 400, NOT_FOUND: 404, CONFLICT: 409, UNAVAILABLE: 503 };
 
-/** Reads the token, or makes one (mode 0600) if the file does not exist. */
+/**
+ * Reads the token, or makes one (mode 0600) if the file does not exist. A token file others can
+ * read is refused, as the storage tier refuses such a secret file: anyone who reads it runs the cluster.
+ */
 export async function loadOrCreateToken(path: string): Promise<string> {
-  try {
-    const token = (await readFile(path, "utf8")).trim();
-    if (!/^[0-9a-f]{32,128}$/.test(token)) throw new Error(`${path}: not an admin token (hex)`);
-    return token;
-  } catch (error) {
-    if (!(error instanceof Error && "code" in error && error.code === "ENOENT")) throw error;
-  }
+  const existing = await readTokenFile(path);
+  if (existing !== undefined) return existing;
   const token = randomBytes(32).toString("hex");
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, `${token}\n`, { mode: 0o600, flag: "wx" });
+  return token;
+}
+
+async function readTokenFile(path: string): Promise<string | undefined> {
+  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return undefined;
+    throw error;
+  });
+  if (info === undefined) return undefined;
+  if ((info.mode & 0o077) !== 0) {
+    const mode = (info.mode & 0o777).toString(8);
+    throw new Error(`admin token file ${path} is readable by others (mode ${mode}); chmod 600 it`);
+  }
+  const token = (await readFile(path, "utf8")).trim();
+  if (!/^[0-9a-f]{32,128}$/.test(token)) throw new Error(`${path}: not an admin token (hex digits)`);
   return token;
 }
 
@@ -249,7 +262,7 @@ async function serve(
     const { status, code, message } = describe(error);
     if (status === 500)
       log.error({ err: error, method: request.method, url: request.url }, "admin request failed");
-    else log.info({ method: request.method, url: request.url, status, code }, "admin request refused");
+    else log.debug({ method: request.method, url: request.url, status, code }, "admin request refused");
     if (!response.headersSent)
       send(response, status, { error: { code, message } }, status === 413 && !request.complete);
   }

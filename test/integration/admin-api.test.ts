@@ -82,6 +82,18 @@ describe("admin API", () => {
       logger: silent,
     });
     assert.equal(again.token, api.token, "the token survives a restart");
+    const loose = join(dir, "loose-token");
+    await writeFile(loose, `${"ab".repeat(32)}\n`, { mode: 0o644 });
+    await assert.rejects(
+      AdminServer.start({
+        store: tier.store,
+        registry: tier.registry,
+        port: 0,
+        tokenFile: loose,
+        logger: silent,
+      }),
+      /readable by others \(mode 644\); chmod 600/,
+    );
     const kill = await fetch(`${again.url}/v1/faults/kill-node`, {
       method: "POST",
       headers: { authorization: `Bearer ${again.token}` },
