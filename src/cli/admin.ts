@@ -218,7 +218,7 @@ export function formatStatus(status: StatusDocument): string {
   lines.push("");
   lines.push(
     ...table(
-      ["VOLUME", "STATE", "SIZE", "REPLICAS", "VSERVER", "CHUNKS", "DEGRADED"],
+      ["VOLUME", "STATE", "SIZE", "REPLICAS", "VSERVER", "CHUNKS", "SHORT", "NO COPY", "MOVING"],
       status.volumes.map((v) => [
         v.id,
         v.state,
@@ -227,9 +227,21 @@ export function formatStatus(status: StatusDocument): string {
         v.vserver ?? "-",
         String(v.chunks),
         String(v.underReplicated),
+        String(v.unavailable),
+        String(v.moving),
       ]),
     ),
   );
+  for (const v of status.volumes) {
+    if (v.unavailable > 0)
+      lines.push(
+        `  ${v.id}: ${v.unavailable} of ${v.chunks} chunks have no live copy; their I/O fails until a server holding one returns`,
+      );
+    else if (v.underReplicated > 0)
+      lines.push(
+        `  ${v.id}: ${v.underReplicated} of ${v.chunks} chunks lack a copy; re-replication copies them where another server can take them`,
+      );
+  }
   return lines.join("\n");
 }
 

@@ -280,7 +280,11 @@ describe("admin API", () => {
     assert.match(human.stdout, /^NODE\s+STATE/m);
     assert.match(human.stdout, /^VSERVER\s+STATE\s+NODE.*VIPS\s+URL$/m);
     assert.match(human.stdout, /^c\s+down\s+-\s+5\s+no\s+127\.0\.73\.1,127\.0\.73\.2\s+-$/m);
-    assert.match(human.stdout, /^vb\s+ok\s+64\.0 MiB\s+2\s+c\b/m);
+    assert.match(
+      human.stdout,
+      /^VOLUME\s+STATE\s+SIZE\s+REPLICAS\s+VSERVER\s+CHUNKS\s+SHORT\s+NO COPY\s+MOVING$/m,
+    );
+    assert.match(human.stdout, /^vb\s+ok\s+64\.0 MiB\s+2\s+c\s+16\s+0\s+0\s+0$/m);
     assert.equal(ghost.status, 3, ghost.stderr);
     assert.match(ghost.stderr, /^vserver delete: .*ghost/);
     assert.equal(taken.status, 4, taken.stderr);
