@@ -48,6 +48,7 @@ const { values } = parseArgs({
     "lease-ttl": { type: "string" },
     seconds: { type: "string" },
     hyperconverged: { type: "boolean", default: false },
+    "storage-grace": { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
@@ -60,6 +61,9 @@ if (values.help) {
 const kills = parsePositive(values.kills, 20, "kills");
 const leaseTtlMs = parsePositive(values["lease-ttl"], 1000, "lease-ttl");
 const seconds = parsePositive(values.seconds, 5, "seconds");
+const storageGraceMs = values["storage-grace"] === undefined ? undefined : Number(values["storage-grace"]);
+if (storageGraceMs !== undefined && (!Number.isInteger(storageGraceMs) || storageGraceMs < 0))
+  throw new Error("--storage-grace must be a whole number of ms");
 
 const root = await mkdtemp(join(tmpdir(), "flotilla-bench-failover-"));
 const cluster = await ProcessCluster.start({
@@ -68,6 +72,7 @@ const cluster = await ProcessCluster.start({
   // Hyperconverged: each node also runs a storage server, which dies with it.
   storageServers: values.hyperconverged ? [] : ["s1", "s2"],
   hyperconverged: values.hyperconverged,
+  ...(storageGraceMs === undefined ? {} : { storageGraceMs }),
   leaseTtlMs,
   logLevel: "warn",
 });
@@ -81,7 +86,7 @@ try {
   const masterStalls: number[] = [];
   let lost = 0;
   process.stdout.write(
-    `failover: ${kills} kills, node lease ${leaseTtlMs} ms, ${seconds} s of writes per round, ${values.hyperconverged ? "hyperconverged nodes (filer + storage; storage grace = lease TTL)" : "filer nodes and two separate storage servers"}\n`,
+    `failover: ${kills} kills, node lease ${leaseTtlMs} ms, ${seconds} s of writes per round, ${values.hyperconverged ? `hyperconverged nodes (filer + storage; storage grace ${storageGraceMs ?? 0} ms)` : "filer nodes and two separate storage servers"}\n`,
   );
   for (let round = 1; round <= kills; round++) {
     // Hyperconverged, a kill also takes a storage server: let the tier re-replicate first, or the

@@ -114,7 +114,8 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
     nodeIds,
     leaseTtlMs: options.leaseTtl,
     storageLeaseTtlMs: options.leaseTtl,
-    storageGraceMs: options.leaseTtl * 2,
+    // As in flotilla node: a node's storage server dies with it, its lease is the whole detection.
+    storageGraceMs: 0,
     capacityBytes: 16 * GiB,
     logger,
   });

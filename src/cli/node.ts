@@ -26,11 +26,13 @@ const durationMs = z.number().int().min(100).max(3_600_000);
 
 /**
  * A node's storage server dies with the node: writes to the chunks it held wait until it is declared
- * dead, so a node's defaults are short (a standalone `flotilla storage serve` keeps 3 s + 10 s). The
- * price: a storage server restarted more slowly than this has its chunks re-replicated.
+ * dead, so a node's defaults are short (a standalone `flotilla storage serve` keeps 3 s + 10 s): its
+ * lease is the whole detection, with no grace after it. The price: a storage server that stays away
+ * longer than its lease (a restart) has its chunks re-replicated. etcd renews leases across its own
+ * leader changes and restarts, so an etcd hiccup does not expire them all at once.
  */
 const NODE_STORAGE_LEASE_TTL_MS_DEFAULT = 1000;
-const NODE_STORAGE_GRACE_MS_DEFAULT = 1000;
+const NODE_STORAGE_GRACE_MS_DEFAULT = 0;
 
 export const nodeConfigSchema = z
   .object({

@@ -19,6 +19,7 @@ import type { ChunkMover, MovePlan } from "./chunk-mover.ts";
 import { chooseTarget } from "./placement.ts";
 import { updateRoute } from "./routing.ts";
 import type { ServerRegistry } from "./server-registry.ts";
+import { runBounded } from "./volumes.ts";
 
 export interface ReplicaSupervisorOptions {
   readonly store: CoordinationStore;
@@ -42,6 +43,8 @@ export interface RepairProgress {
 }
 
 export const STORAGE_GRACE_MS_DEFAULT = 10_000;
+/** Route updates in flight at once when dead servers leave the routes. */
+const ROUTE_UPDATES_IN_FLIGHT_MAX = 32;
 
 export class ReplicaSupervisor implements AsyncDisposable {
   private readonly missingSince = new Map<string, number>();
@@ -67,6 +70,8 @@ export class ReplicaSupervisor implements AsyncDisposable {
     this.timer ??= this.clock.every(this.options.intervalMs ?? 1000, () => this.kick());
     // A server leaving is looked at at once, not at the next interval: writes may be waiting on it.
     this.registryWatch ??= this.options.registry.onChange(() => this.kick());
+    // A new master's supervisor looks at once: a server may have died with the previous master.
+    this.kick();
   }
 
   /** Runs a pass now, or right after the one running (which may have read the registry too early). */
@@ -128,16 +133,20 @@ export class ReplicaSupervisor implements AsyncDisposable {
    * re-replicated. A chunk whose every copy is on dead servers keeps its route: it returns with them.
    */
   private async dropDeadReplicas(census: ChunkCensus): Promise<number> {
-    let dropped = 0;
-    for (const entry of census.chunks) {
-      if (!entry.route.replicas.some((r) => census.dead.has(r.serverId))) continue;
-      if (liveActiveReplicas(entry, census.dead).length === 0) continue;
+    const affected = census.chunks.filter(
+      (entry) =>
+        entry.route.replicas.some((r) => census.dead.has(r.serverId)) &&
+        liveActiveReplicas(entry, census.dead).length > 0,
+    );
+    // Each chunk's route is its own key: writes to all of them are waiting, so update them side by side.
+    await runBounded(affected.length, ROUTE_UPDATES_IN_FLIGHT_MAX, async (i) => {
+      const entry = affected[i]!;
       await updateRoute(this.options.store, entry.volume.volumeId, entry.chunkIndex, (route) => {
         const live = route.replicas.filter((r) => !census.dead.has(r.serverId));
         return live.some((r) => r.state === "active") ? { replicas: live } : route;
       });
-      dropped++;
-    }
+    });
+    const dropped = affected.length;
     if (dropped > 0) this.log.warn({ chunks: dropped }, "dead servers taken out of routes");
     return dropped;
   }

@@ -28,6 +28,8 @@ export interface ProcessClusterOptions {
   readonly logLevel?: string;
   /** Nodes are filers and storage servers both (no separate storage processes). */
   readonly hyperconverged?: boolean;
+  /** How long a missing storage server waits past its lease before it is declared dead (default: the node's). */
+  readonly storageGraceMs?: number;
 }
 
 export class ProcessCluster implements AsyncDisposable {
@@ -98,7 +100,7 @@ export class ProcessCluster implements AsyncDisposable {
       dataDir: join(this.options.root, "nodes", nodeId),
       leaseTtlMs: this.options.leaseTtlMs,
       storageLeaseTtlMs: this.options.leaseTtlMs,
-      storageGraceMs: this.options.leaseTtlMs,
+      ...(this.options.storageGraceMs === undefined ? {} : { storageGraceMs: this.options.storageGraceMs }),
       nodeSettleMs: 2000,
       moveCooldownMs: 1000,
       logLevel: this.options.logLevel ?? "info",
