@@ -108,7 +108,9 @@ const vserverBody = z
     priority: z.number().int().optional(),
     pinned: z.boolean().optional(),
     vips: z.array(z.string()).max(64),
-    volume: z.string(),
+    /** The first is the export "/", each further one "/VOLUME-ID". */
+    volume: z.string().optional(),
+    volumes: z.array(z.string()).max(64).optional(),
     exports: z.array(z.string()).max(64).optional(),
     nfsPort: z.number().int().optional(),
     mountPort: z.number().int().optional(),
@@ -328,8 +330,11 @@ function buildRoutes(options: AdminServerOptions): Route[] {
     route("GET", "/v1/status", () => clusterStatus(store, registry)),
     route("POST", "/v1/vservers", async (_, body) => {
       const request = parse(vserverBody, body);
-      const { volume, ...rest } = request;
-      return strip(await createVserver(store, { ...rest, volumes: [volume] }));
+      const { volume, volumes, ...rest } = request;
+      const all = [...(volume === undefined ? [] : [volume]), ...(volumes ?? [])];
+      if (all.length === 0)
+        throw new HttpError(400, "INVALID", "give the vserver a volume (volume or volumes)");
+      return strip(await createVserver(store, { ...rest, volumes: all }));
     }),
     route("DELETE", `/v1/vservers/${id}`, async ([vserverId]) => {
       await deleteVserver(store, vserverId!);

@@ -271,7 +271,11 @@ export function registerAdmin(program: Command, output: Output = processOutput):
         "a VIP (127.0.0.0/8 with the loopback driver); repeat: two or more",
         collect,
       )
-      .requiredOption("--volume <id>", "its volume (flotilla volume create)")
+      .requiredOption(
+        "--volume <id>",
+        "its volume (flotilla volume create); repeat for more: the first is the export /, the others /ID",
+        collect,
+      )
       .option("--name <name>", "a name for people (default: the id)")
       .option("--priority <n>", "higher fails over first", parsePriority, 0)
       .option("--pinned", "never failed over: stays down with its node", false)
@@ -288,7 +292,7 @@ export function registerAdmin(program: Command, output: Output = processOutput):
       id: string,
       options: CommonOptions & {
         vip: string[];
-        volume: string;
+        volume: string[];
         name?: string;
         priority: number;
         pinned: boolean;
@@ -301,7 +305,7 @@ export function registerAdmin(program: Command, output: Output = processOutput):
         const body = {
           id,
           vips: options.vip,
-          volume: options.volume,
+          volumes: options.volume,
           priority: options.priority,
           pinned: options.pinned,
           ...(options.nfsPort === undefined ? {} : { nfsPort: options.nfsPort }),
@@ -312,7 +316,7 @@ export function registerAdmin(program: Command, output: Output = processOutput):
         const json = await call(options, "POST", "/v1/vservers", body);
         return {
           json,
-          line: `created vserver ${id} (VIPs ${options.vip.join(", ")}, volume ${options.volume}); the master places it`,
+          line: `created vserver ${id} (VIPs ${options.vip.join(", ")}, ${options.volume.length === 1 ? "volume" : "volumes"} ${options.volume.join(", ")}); the master places it`,
         };
       }),
   );

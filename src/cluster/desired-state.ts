@@ -24,7 +24,13 @@ import {
   vserverRecordSchema,
 } from "./catalog.ts";
 import { readClusterSnapshot } from "./cluster-view.ts";
-import { LABEL_CHARS_MAX, type OperatorState, VSERVER_VIPS_MAX, VSERVER_VIPS_MIN } from "./model.ts";
+import {
+  LABEL_CHARS_MAX,
+  type OperatorState,
+  VSERVER_VIPS_MAX,
+  VSERVER_VIPS_MIN,
+  VSERVER_VOLUMES_MAX,
+} from "./model.ts";
 import type { Compare, CoordinationStore, TxnOp } from "./store/index.ts";
 
 export type AdminErrorCode = "INVALID" | "NOT_FOUND" | "CONFLICT" | "UNAVAILABLE";
@@ -117,11 +123,13 @@ export async function createVserver(
       `a vserver has ${VSERVER_VIPS_MIN} to ${VSERVER_VIPS_MAX} VIPs (got ${vips.length})`,
     );
   for (const vip of vips) checkVip(vip);
-  if (request.volumes.length !== 1)
+  if (request.volumes.length < 1 || request.volumes.length > VSERVER_VOLUMES_MAX)
     throw new AdminError(
       "INVALID",
-      "a vserver has exactly one volume in this version (one export per vserver)",
+      `a vserver has 1 to ${VSERVER_VOLUMES_MAX} volumes (got ${request.volumes.length})`,
     );
+  if (new Set(request.volumes).size !== request.volumes.length)
+    throw new AdminError("INVALID", "a volume is listed twice");
   const exports =
     request.exports === undefined || request.exports.length === 0 ? [EXPORT_DEFAULT] : [...request.exports];
   for (const rule of exports) checkExport(rule);

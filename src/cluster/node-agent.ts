@@ -163,7 +163,6 @@ export class NodeAgent implements AsyncDisposable {
     log.info("starting vserver");
     const startedAt = performance.now();
     const ownerEpochs: Record<string, number> = {};
-    // Volumes after the first are fenced and held, not yet served (one export per vserver for now).
     for (const volumeId of spec.volumes) {
       if (!this.stillWanted(id, generation)) return;
       const epoch = await takeOwnership(store, volumeId, nodeId);
@@ -183,9 +182,16 @@ export class NodeAgent implements AsyncDisposable {
       served.devices.push(device);
     }
     const device = served.devices[0];
-    const volumeId = spec.volumes[0];
-    assert(device !== undefined && volumeId !== undefined, "a vserver has a volume");
-    await this.ensureFileSystem(volumeId, device, log);
+    assert(
+      device !== undefined && served.devices.length === spec.volumes.length,
+      "a vserver has its volumes",
+    );
+    for (const [i, volumeId] of spec.volumes.entries())
+      await this.ensureFileSystem(volumeId, served.devices[i]!, log);
+    // The first volume is the export "/", each further one "/VOLUME-ID"; handle volume ids count from 1.
+    const more = served.devices
+      .slice(1)
+      .map((d, i) => ({ name: spec.volumes[i + 1]!, volumeId: i + 2, device: d }));
     const exports = spec.exports.map((text) => parseExportRule(text));
     let attempts = 0;
     while (served.runtime === undefined) {
@@ -196,6 +202,7 @@ export class NodeAgent implements AsyncDisposable {
           volumeId: 1,
           handleKey: new Uint8Array(Buffer.from(spec.handleKey, "base64")),
           device,
+          more,
           format: false,
           vips: spec.vips,
           nfsPort: spec.nfsPort,

@@ -29,7 +29,13 @@ import { rmdir } from "./proc/rmdir.ts";
 import { setattr } from "./proc/setattr.ts";
 import { symlink } from "./proc/symlink.ts";
 import { write } from "./proc/write.ts";
-import { type AnyNfsProcedure, NfsRequest, type NfsVolumeService } from "./procedure.ts";
+import {
+  type AnyNfsProcedure,
+  type NfsMoreVolumes,
+  NfsRequest,
+  type NfsVolumeService,
+  serviceForArgs,
+} from "./procedure.ts";
 
 /** Every procedure of NFS v3: the type makes a missing one a compile error. */
 const PROCEDURES: { readonly [P in NfsProcName]: AnyNfsProcedure } = {
@@ -72,6 +78,8 @@ const NOBODY: ExportRule = {
 
 export interface NfsProgramOptions {
   readonly service: NfsVolumeService;
+  /** The vserver's further volumes, by export name (see NfsMoreVolumes). */
+  readonly more?: NfsMoreVolumes;
   /** The export rules in force (read per call, so they can change while serving). */
   readonly exports: () => ExportTable;
   readonly logger: Logger;
@@ -90,11 +98,16 @@ function statusOf(outcome: RpcOutcome): number | undefined {
 export function nfsProgram(options: NfsProgramOptions): RpcProgram {
   const log = options.logger.child({ component: "nfs" });
 
-  async function execute(proc: AnyNfsProcedure, args: unknown, call: RpcCall): Promise<RpcOutcome> {
+  async function execute(
+    proc: AnyNfsProcedure,
+    args: unknown,
+    call: RpcCall,
+    argBytes: Uint8Array,
+  ): Promise<RpcOutcome> {
     const rule = options.exports().ruleFor(call.client.address);
     const admitted = rule !== undefined;
     const req = new NfsRequest(
-      options.service,
+      serviceForArgs(options.service, options.more, argBytes),
       call,
       rule ?? NOBODY,
       effectiveCredentials(rule ?? NOBODY, call.credential),
@@ -123,12 +136,12 @@ export function nfsProgram(options: NfsProgramOptions): RpcProgram {
     try {
       const argBytes = call.args.rest();
       const args = proc.decode(call.args);
-      if (!proc.mutating) outcome = await execute(proc, args, call);
+      if (!proc.mutating) outcome = await execute(proc, args, call, argBytes);
       else {
         const key = `${call.client.address}|${call.xid}|${call.procedure}|${crc32(argBytes)}|${argBytes.length}`;
         outcome = await options.dupCache.run(
           key,
-          () => execute(proc, args, call),
+          () => execute(proc, args, call, argBytes),
           (reply) =>
             statusOf(reply) === NFS3_STATUS.JUKEBOX
               ? null

@@ -18,6 +18,37 @@ export interface NfsVolumeService {
   readonly writeVerifier: Uint8Array;
 }
 
+/**
+ * A vserver's further volumes, beside its first (the export "/"): each is exported as "/NAME", and a
+ * request is served by the volume its file handle names.
+ */
+export type NfsMoreVolumes = ReadonlyMap<string, NfsVolumeService>;
+
+/**
+ * The volume a call is for: the one its first argument's file handle names (every NFSv3 call but
+ * NULL starts with one), else the first. A handle naming no volume here is then refused by
+ * `NfsRequest.resolve` as BADHANDLE, as before.
+ */
+export function serviceForArgs(
+  first: NfsVolumeService,
+  more: NfsMoreVolumes | undefined,
+  args: Uint8Array,
+): NfsVolumeService {
+  if (more === undefined || more.size === 0 || args.length < 4) return first;
+  const length = new DataView(args.buffer, args.byteOffset, 4).getUint32(0);
+  if (length > args.length - 4 || length > 64) return first;
+  let volumeId: number;
+  try {
+    const target = first.handles.decode(args.subarray(4, 4 + length));
+    if (target.vserverId !== first.vserverId) return first;
+    volumeId = target.volumeId;
+  } catch {
+    return first;
+  }
+  for (const service of more.values()) if (service.volumeId === volumeId) return service;
+  return first;
+}
+
 /** One decoded request: who asks (after squashing), under which rule, on which volume. */
 export class NfsRequest {
   readonly service: NfsVolumeService;

@@ -35,6 +35,15 @@ export interface VserverRuntimeOptions {
   readonly exports: readonly ExportRule[];
   readonly logger: Logger;
   readonly cacheBytes?: number;
+  /**
+   * The vserver's further volumes (already formatted), each exported as "/NAME" beside the first
+   * volume's "/"; `volumeId` goes into their handles and must differ from every other.
+   */
+  readonly more?: readonly {
+    readonly name: string;
+    readonly volumeId: number;
+    readonly device: BlockDevice;
+  }[];
 }
 
 export interface VipEndpoint {
@@ -51,6 +60,8 @@ export class VserverRuntime implements AsyncDisposable {
   readonly writeVerifier: Uint8Array;
   readonly metrics: ProcedureMetrics;
   readonly volume: Volume;
+  /** The further volumes, by export name. */
+  readonly moreVolumes: ReadonlyMap<string, Volume>;
   private readonly servers: readonly RpcServer[];
   private readonly log: Logger;
   private stopping: Promise<void> | undefined;
@@ -60,6 +71,7 @@ export class VserverRuntime implements AsyncDisposable {
     writeVerifier: Uint8Array;
     metrics: ProcedureMetrics;
     volume: Volume;
+    moreVolumes: Map<string, Volume>;
     servers: RpcServer[];
     log: Logger;
   }) {
@@ -67,6 +79,7 @@ export class VserverRuntime implements AsyncDisposable {
     this.writeVerifier = fields.writeVerifier;
     this.metrics = fields.metrics;
     this.volume = fields.volume;
+    this.moreVolumes = fields.moreVolumes;
     this.servers = fields.servers;
     this.log = fields.log;
   }
@@ -83,14 +96,36 @@ export class VserverRuntime implements AsyncDisposable {
       options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes },
     );
     const writeVerifier = new Uint8Array(randomBytes(8));
-    const service: NfsVolumeService = {
+    const handles = new FileHandleCodec(options.handleKey);
+    const serviceOf = (volumeId: number, mounted: Volume): NfsVolumeService => ({
       vserverId: options.vserverId,
-      volumeId: options.volumeId,
-      fsid: BigInt(options.vserverId) * 0x1_0000_0000n + BigInt(options.volumeId),
-      volume,
-      handles: new FileHandleCodec(options.handleKey),
+      volumeId,
+      fsid: BigInt(options.vserverId) * 0x1_0000_0000n + BigInt(volumeId),
+      volume: mounted,
+      handles,
       writeVerifier,
-    };
+    });
+    const service = serviceOf(options.volumeId, volume);
+    const more = new Map<string, NfsVolumeService>();
+    const moreVolumes = new Map<string, Volume>();
+    try {
+      for (const extra of options.more ?? []) {
+        assert(
+          extra.volumeId !== options.volumeId &&
+            ![...more.values()].some((s) => s.volumeId === extra.volumeId),
+          "every volume of a vserver has its own id",
+        );
+        const mounted = await mount(
+          extra.device,
+          options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes },
+        );
+        moreVolumes.set(extra.name, mounted);
+        more.set(extra.name, serviceOf(extra.volumeId, mounted));
+      }
+    } catch (error) {
+      await Promise.allSettled([volume, ...moreVolumes.values()].map((v) => v.unmount()));
+      throw error;
+    }
     const table = new ExportTable(options.exports);
     const exports = (): ExportTable => table;
     const metrics = new ProcedureMetrics();
@@ -103,12 +138,12 @@ export class VserverRuntime implements AsyncDisposable {
         const nfs = new RpcServer({
           name: "nfs",
           logger: log,
-          programs: [nfsProgram({ service, exports, logger: log, metrics, dupCache })],
+          programs: [nfsProgram({ service, more, exports, logger: log, metrics, dupCache })],
         });
         const mountd = new RpcServer({
           name: "mount",
           logger: log,
-          programs: [mountProgram({ service, exports, logger: log, metrics })],
+          programs: [mountProgram({ service, more, exports, logger: log, metrics })],
         });
         servers.push(nfs, mountd);
         const nfsPort = (await nfs.listen(address, options.nfsPort)).port;
@@ -123,18 +158,18 @@ export class VserverRuntime implements AsyncDisposable {
       }
     } catch (error) {
       await Promise.allSettled(servers.map((s) => s.close()));
-      await volume.unmount().catch(() => undefined);
+      await Promise.allSettled([volume, ...moreVolumes.values()].map((v) => v.unmount()));
       throw error;
     }
     log.info({ endpoints: endpoints.map((e) => e.url) }, "vserver serving");
-    return new VserverRuntime({ endpoints, writeVerifier, metrics, volume, servers, log });
+    return new VserverRuntime({ endpoints, writeVerifier, metrics, volume, moreVolumes, servers, log });
   }
 
   /** Stops answering, lets calls in flight finish, commits and unmounts. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.allSettled(this.servers.map((s) => s.close()));
-      await this.volume.unmount();
+      await Promise.all([this.volume, ...this.moreVolumes.values()].map((v) => v.unmount()));
       this.log.info("vserver stopped");
     })();
     return this.stopping;

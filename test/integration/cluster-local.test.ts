@@ -171,6 +171,60 @@ test("an operator move and a drain move vservers; a move to a dead node is refus
   await cluster.startNode(to);
 });
 
+test("a vserver with two volumes exports them as / and /VOLUME, each with its own files, through a failover", async () => {
+  await createVolume(store, cluster.registry, {
+    volumeId: "duo-a",
+    sizeBytes: 32 * MiB,
+    replicationFactor: 2,
+    chunkBlocks: 256,
+  });
+  await createVolume(store, cluster.registry, {
+    volumeId: "duo-b",
+    sizeBytes: 32 * MiB,
+    replicationFactor: 2,
+    chunkBlocks: 256,
+  });
+  await createVserver(store, {
+    id: "duo",
+    vips: ["127.0.24.1", "127.0.24.2"],
+    volumes: ["duo-a", "duo-b"],
+    nfsPort: NFS_PORT,
+    mountPort: MOUNT_PORT,
+  });
+  const node = await servedBy("duo");
+  const mountd = await NfsTestClient.connect("127.0.24.1", MOUNT_PORT);
+  const rootA = await mountd.mount("/");
+  const rootB = await mountd.mount("/duo-b");
+  await mountd.close();
+  assert.notDeepEqual(rootA, rootB, "two volumes, two roots");
+  const nfs = await NfsTestClient.connect("127.0.24.1", NFS_PORT);
+  const inA = await nfs.create(rootA, "in-a");
+  const inB = await nfs.create(rootB, "in-b");
+  assert.equal(inA.status, 0);
+  assert.equal(inB.status, 0);
+  const dataB = new Uint8Array(50_000).fill(0xb);
+  assert.equal((await nfs.write(inB.handle!, 0, dataB, FILE_SYNC)).status, 0);
+  // Namespace changes become durable with the next transaction group (or a stable write): make it so.
+  assert.equal((await nfs.write(inA.handle!, 0, new Uint8Array(10).fill(0xa), FILE_SYNC)).status, 0);
+  assert.equal(
+    (await nfs.lookup(rootA, "in-b")).status,
+    2,
+    "a file of one volume is not in the other (NOENT)",
+  );
+  assert.equal((await nfs.lookup(rootB, "in-a")).status, 2);
+  await nfs.close();
+
+  await cluster.killNode(node);
+  await servedBy("duo", node);
+  const again = await NfsTestClient.connect("127.0.24.2", NFS_PORT);
+  const read = await again.read(inB.handle!, 0, dataB.length);
+  assert.equal(read.status, 0, "the second volume's handle still works after the failover");
+  assert.deepEqual(read.data, dataB);
+  assert.equal((await again.lookup(rootA, "in-a")).status, 0);
+  await again.close();
+  await cluster.startNode(node);
+});
+
 test("a clean stop and start of the whole cluster finds every vserver and its data", async () => {
   const node = await servedBy("alpha");
   const one = await rootVia("127.0.21.1");

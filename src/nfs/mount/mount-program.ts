@@ -4,7 +4,7 @@ import type { RpcCall, RpcOutcome, RpcProgram } from "../../rpc/types.ts";
 import { XdrWriter } from "../../xdr/index.ts";
 import { type ExportTable, effectiveCredentials } from "../exports.ts";
 import type { ProcedureMetrics } from "../metrics.ts";
-import type { NfsVolumeService } from "../procedure.ts";
+import type { NfsMoreVolumes, NfsVolumeService } from "../procedure.ts";
 
 export const MOUNT_PROGRAM = 100005;
 export const MOUNT_VERSION = 3;
@@ -31,6 +31,8 @@ const MOUNT_RECORDS_MAX = 1024;
 
 export interface MountProgramOptions {
   readonly service: NfsVolumeService;
+  /** The vserver's further volumes, exported as "/NAME" (see NfsMoreVolumes). */
+  readonly more?: NfsMoreVolumes;
   readonly exports: () => ExportTable;
   readonly logger: Logger;
   readonly metrics: ProcedureMetrics;
@@ -79,6 +81,15 @@ export function mountProgram(options: MountProgramOptions): RpcProgram {
   const log = options.logger.child({ component: "mount" });
   const mounts = new Map<string, { host: string; path: string }>();
 
+  /** "/NAME/..." is in the volume exported as NAME, if there is one; anything else is in the first. */
+  const exportOf = (path: string): { service: NfsVolumeService; rest: string } => {
+    const parts = path.split("/").filter((part) => part !== "" && part !== ".");
+    const named = parts[0] === undefined ? undefined : options.more?.get(parts[0]);
+    return named === undefined
+      ? { service: options.service, rest: path }
+      : { service: named, rest: parts.slice(1).join("/") };
+  };
+
   const procedures: { readonly [P in MountProcName]: (call: RpcCall) => Promise<RpcOutcome> } = {
     NULL: async () => success(new XdrWriter()),
     async MNT(call) {
@@ -90,14 +101,11 @@ export function mountProgram(options: MountProgramOptions): RpcProgram {
         return success(w.u32(MountStat.ACCES));
       }
       try {
-        const ref = await resolvePath(
-          options.service.volume,
-          effectiveCredentials(rule, call.credential),
-          path,
-        );
-        const handle = options.service.handles.encode({
-          vserverId: options.service.vserverId,
-          volumeId: options.service.volumeId,
+        const { service, rest } = exportOf(path);
+        const ref = await resolvePath(service.volume, effectiveCredentials(rule, call.credential), rest);
+        const handle = service.handles.encode({
+          vserverId: service.vserverId,
+          volumeId: service.volumeId,
           ref,
         });
         const key = `${call.client.address} ${path}`;
@@ -127,9 +135,17 @@ export function mountProgram(options: MountProgramOptions): RpcProgram {
     },
     async EXPORT() {
       const w = new XdrWriter();
+      const groups = (): XdrWriter => {
+        for (const rule of options.exports().rules) w.bool(true).string(rule.clients);
+        return w.bool(false);
+      };
       w.bool(true).string("/");
-      for (const rule of options.exports().rules) w.bool(true).string(rule.clients);
-      return success(w.bool(false).bool(false));
+      groups();
+      for (const name of options.more?.keys() ?? []) {
+        w.bool(true).string(`/${name}`);
+        groups();
+      }
+      return success(w.bool(false));
     },
   };
 
