@@ -27,6 +27,7 @@ import {
 } from "../storage/catalog.ts";
 import type { StorageClientSource } from "../storage/server-registry.ts";
 import { type ChunkRef, REQUEST_BLOCKS_MAX, StorageError } from "../storage/types.ts";
+import { takeOwnership } from "../storage/volumes.ts";
 import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { RwLock } from "../util/rw-lock.ts";
@@ -153,6 +154,17 @@ export class RemoteBlockDevice implements BlockDevice {
     device.ackWanted = revision;
     device.pumpAcks();
     return device;
+  }
+
+  /**
+   * Takes the volume over for `filerId`: raises its owner epoch (so the previous owner is fenced)
+   * and opens the device with the new epoch. What a node does to start serving a volume.
+   */
+  static async takeOver(
+    options: Omit<RemoteBlockDeviceOptions, "ownerEpoch">,
+  ): Promise<{ device: RemoteBlockDevice; epoch: number }> {
+    const epoch = await takeOwnership(options.store, options.volumeId, options.filerId);
+    return { device: await RemoteBlockDevice.open({ ...options, ownerEpoch: epoch }), epoch };
   }
 
   /** The routing revision this device has applied. */

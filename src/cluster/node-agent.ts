@@ -15,7 +15,6 @@ import { mkfs } from "../fs/index.ts";
 import { parseExportRule } from "../nfs/exports.ts";
 import { VserverRuntime } from "../service/vserver-runtime.ts";
 import type { StorageClientSource } from "../storage/server-registry.ts";
-import { takeOwnership } from "../storage/volumes.ts";
 import { assert } from "../util/assert.ts";
 import {
   clusterKeys,
@@ -165,20 +164,18 @@ export class NodeAgent implements AsyncDisposable {
     const ownerEpochs: Record<string, number> = {};
     for (const volumeId of spec.volumes) {
       if (!this.stillWanted(id, generation)) return;
-      const epoch = await takeOwnership(store, volumeId, nodeId);
-      ownerEpochs[volumeId] = epoch;
       const lease = this.options.lease();
-      const device = await RemoteBlockDevice.open({
+      const { device, epoch } = await RemoteBlockDevice.takeOver({
         store,
         servers: this.options.servers,
         volumeId,
-        ownerEpoch: epoch,
         filerId: nodeId,
         ...(lease === undefined ? {} : { lease }),
         stallMaxMs: this.options.stallMaxMs ?? STALL_MAX_MS_DEFAULT,
         logger: log,
         onFenced: (error) => this.onFenced(id, served, error),
       });
+      ownerEpochs[volumeId] = epoch;
       served.devices.push(device);
     }
     const device = served.devices[0];

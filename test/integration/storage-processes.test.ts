@@ -14,7 +14,7 @@ import { EtcdStore } from "../../src/cluster/store/index.ts";
 import { readSecretFile, writeSecretFile } from "../../src/storage/secret-file.ts";
 import { ServerRegistry } from "../../src/storage/server-registry.ts";
 import { RemoteStorageClient } from "../../src/storage/storage-client.ts";
-import { createVolume, takeOwnership } from "../../src/storage/volumes.ts";
+import { createVolume } from "../../src/storage/volumes.ts";
 import { type EtcdProcess, etcdSkipReason, startEtcd } from "../support/etcd-process.ts";
 import { type StorageProcess, spawnStorageServer, tempDir } from "../support/storage-process.ts";
 import { replicasAgree, WriteLoad } from "../support/write-load.ts";
@@ -74,12 +74,10 @@ class Tier implements AsyncDisposable {
   }
 
   async open(volumeId: string, filerId: string): Promise<{ device: RemoteBlockDevice; epoch: number }> {
-    const epoch = await takeOwnership(this.store, volumeId, filerId);
-    const device = await RemoteBlockDevice.open({
+    const { device, epoch } = await RemoteBlockDevice.takeOver({
       store: this.store,
       servers: this.registry,
       volumeId,
-      ownerEpoch: epoch,
       filerId,
       stallMaxMs: 20_000,
     });

@@ -15,7 +15,7 @@ import { ownerEpochs, StorageMembership } from "../../src/storage/membership.ts"
 import { ServerRegistry } from "../../src/storage/server-registry.ts";
 import { RemoteStorageClient } from "../../src/storage/storage-client.ts";
 import { StorageServer } from "../../src/storage/storage-server.ts";
-import { createVolume, takeOwnership } from "../../src/storage/volumes.ts";
+import { createVolume } from "../../src/storage/volumes.ts";
 import { FaultyStorageClient } from "./faulty-storage-client.ts";
 
 const GiB = 1024 * 1024 * 1024;
@@ -188,12 +188,10 @@ export class StorageTestCluster implements AsyncDisposable {
     filerId = "filer-1",
     options: Partial<RemoteBlockDeviceOptions> = {},
   ): Promise<{ device: RemoteBlockDevice; epoch: number }> {
-    const epoch = await takeOwnership(this.store, volumeId, filerId);
-    const device = await RemoteBlockDevice.open({
+    const { device, epoch } = await RemoteBlockDevice.takeOver({
       store: this.store,
       servers: this.registry,
       volumeId,
-      ownerEpoch: epoch,
       filerId,
       stallMaxMs: 20_000,
       ...options,
