@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { type ExportRule, ExportRuleError, parseExportRule } from "../nfs/exports.ts";
-import { NfsServer } from "../nfs/nfs-server.ts";
+import { NfsServer } from "../service/local-server.ts";
 import { parseVolumeSize } from "./mkfs.ts";
 import { type Output, processOutput } from "./output.ts";
 import { runVerb } from "./run-verb.ts";

@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { pino } from "pino";
 import { parseExportRule } from "../../src/nfs/exports.ts";
-import { NfsServer } from "../../src/nfs/nfs-server.ts";
 import { encodeCall } from "../../src/rpc/message.ts";
 import { encodeFragments } from "../../src/rpc/record-marking.ts";
+import { NfsServer } from "../../src/service/local-server.ts";
 import { XdrWriter } from "../../src/xdr/index.ts";
 import {
   MOUNT,
