@@ -16,7 +16,7 @@ import { type CoordinationStore, EmbeddedStore } from "../cluster/store/index.ts
 import { createVolume } from "../storage/volumes.ts";
 import { parseMilliseconds } from "./cluster-options.ts";
 import { type Output, processOutput } from "./output.ts";
-import { runVerb } from "./run-verb.ts";
+import { runVerb, untilStopSignal } from "./run-verb.ts";
 import { parseSizeOption } from "./storage.ts";
 
 const MiB = 1024 * 1024;
@@ -142,10 +142,7 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
   output.line(`admin API: ${admin.url} (bearer token in ${tokenFile})`);
   output.line(`  try: ${env}npm run flotilla -- status;  ${env}npm run flotilla -- fault kill-node n1`);
   output.line("Ctrl-C stops the cluster cleanly; starting again finds the vservers and their data.");
-  const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
-    process.once("SIGINT", () => resolveSignal("SIGINT"));
-    process.once("SIGTERM", () => resolveSignal("SIGTERM"));
-  });
+  const signal = await untilStopSignal();
   output.line(`${signal}: stopping (vservers committed and unmounted, nodes leave)`);
   await admin.close();
   await cluster.stop();

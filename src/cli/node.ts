@@ -20,7 +20,7 @@ import { readSecretFile } from "../storage/secret-file.ts";
 import { parseSize } from "../util/size.ts";
 import { NAMESPACE_DEFAULT } from "./cluster-options.ts";
 import { type Output, processOutput } from "./output.ts";
-import { CliFailure, runVerb } from "./run-verb.ts";
+import { CliFailure, runVerb, untilStopSignal } from "./run-verb.ts";
 
 const durationMs = z.number().int().min(100).max(3_600_000);
 
@@ -143,10 +143,7 @@ async function runNode(configPath: string, output: Output): Promise<number> {
   output.line(
     `node ${config.nodeId} up (roles ${config.roles.join(",")}, etcd ${config.etcd.join(",")}, lease ${config.leaseTtlMs} ms)`,
   );
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGINT", () => resolve("SIGINT"));
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-  });
+  const signal = await untilStopSignal();
   output.line(`${signal}: stopping (vservers committed and unmounted, then the lease given up)`);
   await admin?.close();
   await node.stop();

@@ -31,3 +31,11 @@ export function describeError(error: unknown): string {
   if (oneLine !== "") return oneLine;
   return error instanceof Error ? error.name : "unknown error";
 }
+
+/** Resolves with the first SIGINT or SIGTERM: a serving verb's cue to stop cleanly. */
+export function untilStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+}

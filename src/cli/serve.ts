@@ -4,7 +4,7 @@ import { type ExportRule, ExportRuleError, parseExportRule } from "../nfs/export
 import { NfsServer } from "../service/local-server.ts";
 import { parseVolumeSize } from "./mkfs.ts";
 import { type Output, processOutput } from "./output.ts";
-import { runVerb } from "./run-verb.ts";
+import { runVerb, untilStopSignal } from "./run-verb.ts";
 
 export const DEFAULT_EXPORT = "127.0.0.0/8(rw,root_squash)";
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -60,10 +60,7 @@ async function runServe(options: ServeOptions, output: Output): Promise<number> 
   );
   output.line(`libnfs URL: ${server.url}`);
   if (server.portmapPort !== null) output.line(`portmapper on port ${server.portmapPort}`);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGINT", () => resolve("SIGINT"));
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-  });
+  const signal = await untilStopSignal();
   output.line(`${signal}: stopping (finishing calls in flight, committing)`);
   await server.stop();
   output.line("stopped");

@@ -11,7 +11,7 @@ import { SERVER_ID_PATTERN, type ServerDirectory } from "../storage/types.ts";
 import { formatBytes, parseSize } from "../util/size.ts";
 import { NAMESPACE_DEFAULT, parseEndpoints, parseMilliseconds } from "./cluster-options.ts";
 import { type Output, processOutput } from "./output.ts";
-import { CliFailure, runVerb } from "./run-verb.ts";
+import { CliFailure, runVerb, untilStopSignal } from "./run-verb.ts";
 
 export const STORAGE_PORT_DEFAULT = 7411;
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -124,10 +124,7 @@ async function runStorageServe(options: ServeOptions, output: Output): Promise<n
   output.line(
     `storage server ${options.id} listening on ${where} (data ${options.data}, capacity ${formatBytes(capacityBytes)}, peers: ${[...options.peer.keys()].join(" ") || "none"})`,
   );
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGINT", () => resolve("SIGINT"));
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-  });
+  const signal = await untilStopSignal();
   output.line(`${signal}: stopping (finishing requests in flight, syncing chunk files)`);
   // Leave the registry first, so filers stop sending before the server stops answering.
   await membership?.close();
