@@ -26,7 +26,6 @@ import { EtcdStore } from "../src/cluster/store/index.ts";
 import { ChunkMover, type MovePlan } from "../src/storage/chunk-mover.ts";
 import { readSecretFile, writeSecretFile } from "../src/storage/secret-file.ts";
 import { ServerRegistry } from "../src/storage/server-registry.ts";
-import { RemoteStorageClient } from "../src/storage/storage-client.ts";
 import { createVolume, readRouting, takeOwnership } from "../src/storage/volumes.ts";
 import { SeededRandom } from "../src/util/random.ts";
 import { formatBytes, parseSize } from "../src/util/size.ts";
@@ -211,11 +210,7 @@ async function main(): Promise<void> {
     say(`starting etcd and ${SERVERS.length} storage servers in ${root}`);
     for (const id of SERVERS) children.push(await startServer(root, id, etcd.endpoint, secretFile));
     const store = await EtcdStore.connect({ endpoints: [etcd.endpoint], namespace: NAMESPACE });
-    const registry = await ServerRegistry.open(
-      store,
-      (record) =>
-        new RemoteStorageClient({ serverId: record.serverId, host: record.host, port: record.port, secret }),
-    );
+    const registry = await ServerRegistry.openWithSecret(store, secret);
     while (registry.servers().length < SERVERS.length)
       await new Promise((resolve) => setTimeout(resolve, 20));
     const open = async (volumeId: string): Promise<RemoteBlockDevice> =>

@@ -5,7 +5,6 @@ import { EtcdStore } from "../cluster/store/index.ts";
 import { ownerEpochs, STORAGE_LEASE_TTL_MS_DEFAULT, StorageMembership } from "../storage/membership.ts";
 import { readSecretFile, writeSecretFile } from "../storage/secret-file.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
-import { RemoteStorageClient } from "../storage/storage-client.ts";
 import { StorageServer } from "../storage/storage-server.ts";
 import { SERVER_ID_PATTERN, type ServerDirectory } from "../storage/types.ts";
 import { formatBytes, parseSize } from "../util/size.ts";
@@ -87,19 +86,7 @@ async function runStorageServe(options: ServeOptions, output: Output): Promise<n
       ? undefined
       : await EtcdStore.connect({ endpoints: options.etcd, namespace: options.namespace });
   const registry =
-    store === undefined
-      ? undefined
-      : await ServerRegistry.open(
-          store,
-          (record) =>
-            new RemoteStorageClient({
-              serverId: record.serverId,
-              host: record.host,
-              port: record.port,
-              secret,
-            }),
-          logger,
-        );
+    store === undefined ? undefined : await ServerRegistry.openWithSecret(store, secret, logger);
   const directory: ServerDirectory = {
     addressOf: (serverId) => options.peer.get(serverId) ?? registry?.addressOf(serverId),
   };

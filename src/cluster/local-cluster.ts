@@ -9,7 +9,6 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { readSecretFile, writeSecretFile } from "../storage/secret-file.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
-import { RemoteStorageClient } from "../storage/storage-client.ts";
 import type { PlannerPolicy } from "./model.ts";
 import { NodeRuntime } from "./node-runtime.ts";
 import type { CoordinationStore } from "./store/index.ts";
@@ -47,12 +46,7 @@ export class LocalCluster implements AsyncDisposable {
     if (!(await exists(secretFile))) await writeSecretFile(secretFile, false);
     cluster.secret = await readSecretFile(secretFile);
     const secret = cluster.secret;
-    cluster.registry = await ServerRegistry.open(
-      options.store,
-      (record) =>
-        new RemoteStorageClient({ serverId: record.serverId, host: record.host, port: record.port, secret }),
-      options.logger,
-    );
+    cluster.registry = await ServerRegistry.openWithSecret(options.store, secret, options.logger);
     try {
       // Storage servers first, all of them, so the filers find every replica when they start.
       for (const nodeId of options.nodeIds) await cluster.startNode(nodeId);

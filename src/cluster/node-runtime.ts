@@ -11,7 +11,6 @@ import { ChunkMover } from "../storage/chunk-mover.ts";
 import { ownerEpochs, StorageMembership } from "../storage/membership.ts";
 import { ReplicaSupervisor } from "../storage/replica-supervisor.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
-import { RemoteStorageClient } from "../storage/storage-client.ts";
 import { StorageServer } from "../storage/storage-server.ts";
 import { assert } from "../util/assert.ts";
 import type { NodeRecord } from "./catalog.ts";
@@ -89,12 +88,7 @@ export class NodeRuntime implements AsyncDisposable {
 
   private async startParts(): Promise<void> {
     const { store, nodeId, secret } = this.options;
-    this.registryRef = await ServerRegistry.open(
-      store,
-      (record) =>
-        new RemoteStorageClient({ serverId: record.serverId, host: record.host, port: record.port, secret }),
-      this.log,
-    );
+    this.registryRef = await ServerRegistry.openWithSecret(store, secret, this.log);
     if (this.options.roles.includes("storage")) {
       const storage = this.options.storage;
       if (storage === undefined) throw new Error(`node ${nodeId}: the storage role needs storage options`);

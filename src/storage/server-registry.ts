@@ -13,6 +13,7 @@ import {
   type ServerRecord,
   serverRecordSchema,
 } from "./catalog.ts";
+import { RemoteStorageClient } from "./storage-client.ts";
 import type { ServerDirectory, StorageClient } from "./types.ts";
 
 export type StorageClientFactory = (record: ServerRecord) => StorageClient;
@@ -39,6 +40,20 @@ export class ServerRegistry implements ServerDirectory, StorageClientSource, Asy
   private constructor(makeClient: StorageClientFactory, log: Logger) {
     this.makeClient = makeClient;
     this.log = log;
+  }
+
+  /** A registry whose clients are real storage clients authenticated with the cluster secret. */
+  static openWithSecret(
+    store: CoordinationStore,
+    secret: Uint8Array,
+    logger?: Logger,
+  ): Promise<ServerRegistry> {
+    return ServerRegistry.open(
+      store,
+      (record) =>
+        new RemoteStorageClient({ serverId: record.serverId, host: record.host, port: record.port, secret }),
+      logger,
+    );
   }
 
   /** Loads the registered servers and follows changes until closed. */

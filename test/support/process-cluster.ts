@@ -12,7 +12,6 @@ import { EtcdStore } from "../../src/cluster/store/index.ts";
 import { takeCensus } from "../../src/storage/chunk-census.ts";
 import { readSecretFile, writeSecretFile } from "../../src/storage/secret-file.ts";
 import { ServerRegistry } from "../../src/storage/server-registry.ts";
-import { RemoteStorageClient } from "../../src/storage/storage-client.ts";
 import { createVolume } from "../../src/storage/volumes.ts";
 import { type EtcdProcess, startEtcd } from "./etcd-process.ts";
 import { type FlotillaProcess, spawnFlotilla } from "./flotilla-process.ts";
@@ -65,11 +64,7 @@ export class ProcessCluster implements AsyncDisposable {
     await writeSecretFile(this.secretFile, true);
     const secret = await readSecretFile(this.secretFile);
     this.store = await EtcdStore.connect({ endpoints: [this.etcd.endpoint], namespace: this.namespace });
-    this.registry = await ServerRegistry.open(
-      this.store,
-      (record) =>
-        new RemoteStorageClient({ serverId: record.serverId, host: record.host, port: record.port, secret }),
-    );
+    this.registry = await ServerRegistry.openWithSecret(this.store, secret);
     for (const serverId of this.options.storageServers) {
       const server = await spawnStorageServer([
         "--data",
