@@ -6,7 +6,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { ADMIN_PORT_DEFAULT, AdminServer } from "../api/admin-server.ts";
 import { readClusterSnapshot } from "../cluster/cluster-view.ts";
@@ -153,13 +153,15 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
 
 function parseCount(text: string): number {
   const value = Number(text);
-  if (!/^\d+$/.test(text) || value < 2 || value > 16) throw new Error(`"${text}": 2 to 16 nodes`);
+  if (!/^\d+$/.test(text) || value < 2 || value > 16)
+    throw new InvalidArgumentError(`"${text}": 2 to 16 nodes`);
   return value;
 }
 
 function parsePort(text: string): number {
   const value = Number(text);
-  if (!/^\d+$/.test(text) || value < 1 || value > 65535) throw new Error(`"${text}" is not a port`);
+  if (!/^\d+$/.test(text) || value < 1 || value > 65535)
+    throw new InvalidArgumentError(`"${text}" is not a port (1 to 65535)`);
   return value;
 }
 
@@ -175,7 +177,11 @@ export function registerClusterUp(program: Command, output: Output = processOutp
     .option("--volume-size <size>", "size of each demo volume, e.g. 256M", parseSizeOption, 256 * MiB)
     .option("--lease-ttl <ms>", "a node silent this long is dead", parseMilliseconds, 1000)
     .option("--admin-port <port>", "the admin API's port on 127.0.0.1", parsePort, ADMIN_PORT_DEFAULT)
-    .option("--log-level <level>", "log level of DATA/flotilla.log", "info")
+    .addOption(
+      new Option("--log-level <level>", "log level of DATA/flotilla.log")
+        .choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+        .default("info"),
+    )
     .addHelpText(
       "after",
       [
