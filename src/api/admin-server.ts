@@ -29,11 +29,11 @@ import {
   setPriority,
   volumeOwner,
 } from "../cluster/desired-state.ts";
-import { type CoordinationStore, StoreError } from "../cluster/store/index.ts";
 import { missingServers, takeCensus, volumeHealth } from "../storage/chunk-census.ts";
 import { ownerEpochs } from "../storage/membership.ts";
 import type { ServerRegistry } from "../storage/server-registry.ts";
 import { createVolume, deleteVolume, VolumeError } from "../storage/volumes.ts";
+import { type CoordinationStore, StoreError } from "../store/index.ts";
 import { parseSize } from "../util/size.ts";
 import { buildStatus, type StatusDocument } from "./status.ts";
 

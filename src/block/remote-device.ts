@@ -11,8 +11,6 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Logger, pino } from "pino";
-import { type Follower, followPrefix } from "../cluster/store/follow.ts";
-import type { CoordinationStore, KeyValue, Lease, WatchEvent } from "../cluster/store/index.ts";
 import {
   type ChunkRoute,
   chunkIndexOfKey,
@@ -28,6 +26,8 @@ import {
 import type { StorageClientSource } from "../storage/server-registry.ts";
 import { type ChunkRef, REQUEST_BLOCKS_MAX, StorageError } from "../storage/types.ts";
 import { takeOwnership } from "../storage/volumes.ts";
+import type { CoordinationStore, KeyValue, Lease, WatchEvent } from "../store/index.ts";
+import { type Follower, followPrefix } from "../store/index.ts";
 import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { RwLock } from "../util/rw-lock.ts";

@@ -15,8 +15,8 @@ import {
   NodeRuntime,
   VSERVERS_PER_NODE_DEFAULT,
 } from "../cluster/node-runtime.ts";
-import { EtcdStore } from "../cluster/store/index.ts";
 import { readSecretFile } from "../storage/secret-file.ts";
+import { EtcdStore } from "../store/index.ts";
 import { parseSize } from "../util/size.ts";
 import { NAMESPACE_DEFAULT } from "./cluster-options.ts";
 import { type Output, processOutput } from "./output.ts";

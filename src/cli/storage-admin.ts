@@ -4,7 +4,6 @@
  */
 import { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
-import { EtcdStore } from "../cluster/store/index.ts";
 import {
   allocatedFromCensus,
   missingServers,
@@ -17,6 +16,7 @@ import { type DrainProgress, drainServer, undrainServer } from "../storage/drain
 import { readSecretFile } from "../storage/secret-file.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
 import { RemoteStorageClient } from "../storage/storage-client.ts";
+import { EtcdStore } from "../store/index.ts";
 import { formatBytes } from "../util/size.ts";
 import { NAMESPACE_DEFAULT, parseEndpoints } from "./cluster-options.ts";
 import { type Output, processOutput } from "./output.ts";

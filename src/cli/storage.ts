@@ -1,12 +1,12 @@
 import { mkdir, statfs } from "node:fs/promises";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
-import { EtcdStore } from "../cluster/store/index.ts";
 import { ownerEpochs, STORAGE_LEASE_TTL_MS_DEFAULT, StorageMembership } from "../storage/membership.ts";
 import { readSecretFile, writeSecretFile } from "../storage/secret-file.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
 import { StorageServer } from "../storage/storage-server.ts";
 import { SERVER_ID_PATTERN, type ServerDirectory } from "../storage/types.ts";
+import { EtcdStore } from "../store/index.ts";
 import { formatBytes, parseSize } from "../util/size.ts";
 import { NAMESPACE_DEFAULT, parseEndpoints, parseMilliseconds } from "./cluster-options.ts";
 import { type Output, processOutput } from "./output.ts";

@@ -5,6 +5,8 @@
  */
 import type { Logger } from "pino";
 import { CatalogError, decodeRecord } from "../storage/catalog.ts";
+import type { CoordinationStore, KeyValue, WatchEvent } from "../store/index.ts";
+import { type Follower, followPrefix } from "../store/index.ts";
 import {
   CLUSTER_PREFIX,
   FILESYSTEMS_PREFIX,
@@ -28,8 +30,6 @@ import {
   type VserverRecord,
   vserverRecordSchema,
 } from "./catalog.ts";
-import { type Follower, followPrefix } from "./store/follow.ts";
-import type { CoordinationStore, KeyValue, WatchEvent } from "./store/index.ts";
 
 export interface Versioned<T> {
   readonly record: T;

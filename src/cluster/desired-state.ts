@@ -8,6 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { ExportRuleError, parseExportRule } from "../nfs/exports.ts";
 import { getVolume, VolumeError } from "../storage/volumes.ts";
+import type { Compare, CoordinationStore, TxnOp } from "../store/index.ts";
 import {
   claimSchema,
   clusterKeys,
@@ -31,7 +32,6 @@ import {
   VSERVER_VIPS_MIN,
   VSERVER_VOLUMES_MAX,
 } from "./model.ts";
-import type { Compare, CoordinationStore, TxnOp } from "./store/index.ts";
 
 export type AdminErrorCode = "INVALID" | "NOT_FOUND" | "CONFLICT" | "UNAVAILABLE";
 

@@ -9,9 +9,9 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { readSecretFile, writeSecretFile } from "../storage/secret-file.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
+import type { CoordinationStore } from "../store/index.ts";
 import type { PlannerPolicy } from "./model.ts";
 import { NodeRuntime } from "./node-runtime.ts";
-import type { CoordinationStore } from "./store/index.ts";
 
 export interface LocalClusterOptions {
   readonly dataDir: string;

@@ -5,10 +5,10 @@
  * made by another) cannot write a single placement.
  */
 import { type Logger, pino } from "pino";
+import type { Compare, CoordinationStore, Lease } from "../store/index.ts";
 import { assert } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { encodeRecord, MASTER_KEY, type MasterRecord, masterRecordSchema } from "./catalog.ts";
-import type { Compare, CoordinationStore, Lease } from "./store/index.ts";
 
 export interface ElectionOptions {
   readonly store: CoordinationStore;

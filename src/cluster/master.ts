@@ -11,13 +11,13 @@
 import type { Logger } from "pino";
 import { encodeRecord } from "../storage/catalog.ts";
 import { runBounded } from "../storage/volumes.ts";
+import type { Compare, CoordinationStore } from "../store/index.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { clusterKeys, NODES_PREFIX, type PlacementRecord, placementRecordSchema } from "./catalog.ts";
 import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
 import { termCompare } from "./master-election.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
 import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
-import type { Compare, CoordinationStore } from "./store/index.ts";
 
 export interface MasterOptions {
   readonly store: CoordinationStore;

@@ -15,6 +15,7 @@ import { mkfs } from "../fs/index.ts";
 import { parseExportRule } from "../nfs/exports.ts";
 import { VserverRuntime } from "../service/vserver-runtime.ts";
 import type { StorageClientSource } from "../storage/server-registry.ts";
+import type { CoordinationStore, Lease } from "../store/index.ts";
 import { assert } from "../util/assert.ts";
 import {
   clusterKeys,
@@ -25,7 +26,6 @@ import {
   type VserverRecord,
 } from "./catalog.ts";
 import { ClusterView } from "./cluster-view.ts";
-import type { CoordinationStore, Lease } from "./store/index.ts";
 
 export interface NodeAgentOptions {
   readonly store: CoordinationStore;

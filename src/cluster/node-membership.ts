@@ -6,6 +6,7 @@
  * that died and came back.
  */
 import { type Logger, pino } from "pino";
+import { type CoordinationStore, type Lease, StoreError } from "../store/index.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import {
   clusterKeys,
@@ -14,7 +15,6 @@ import {
   nodeRecordSchema,
   nodeSettingsSchema,
 } from "./catalog.ts";
-import { type CoordinationStore, type Lease, StoreError } from "./store/index.ts";
 
 export interface NodeMembershipOptions {
   readonly store: CoordinationStore;

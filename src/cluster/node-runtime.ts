@@ -12,6 +12,7 @@ import { ownerEpochs, StorageMembership } from "../storage/membership.ts";
 import { ReplicaSupervisor } from "../storage/replica-supervisor.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
 import { StorageServer } from "../storage/storage-server.ts";
+import type { CoordinationStore } from "../store/index.ts";
 import { assert } from "../util/assert.ts";
 import type { NodeRecord } from "./catalog.ts";
 import { Master } from "./master.ts";
@@ -19,7 +20,6 @@ import { MasterElection } from "./master-election.ts";
 import type { NodeRole, PlannerPolicy } from "./model.ts";
 import { NodeAgent } from "./node-agent.ts";
 import { NodeMembership } from "./node-membership.ts";
-import type { CoordinationStore } from "./store/index.ts";
 
 export interface NodeStorageOptions {
   readonly dataDir: string;

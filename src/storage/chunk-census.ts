@@ -4,7 +4,7 @@
  */
 
 import { BLOCK_BYTES } from "../block/types.ts";
-import type { CoordinationStore } from "../cluster/store/index.ts";
+import type { CoordinationStore } from "../store/index.ts";
 import {
   type ChunkRoute,
   chunkIndexOfKey,

@@ -16,7 +16,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Logger, pino } from "pino";
 import { BLOCK_BYTES } from "../block/types.ts";
-import type { Compare, CoordinationStore } from "../cluster/store/index.ts";
+import type { Compare, CoordinationStore } from "../store/index.ts";
 import {
   type ChunkRoute,
   chunkIndexOfKey,

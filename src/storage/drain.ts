@@ -3,7 +3,7 @@
  * holds to the server with the most free space that does not hold that chunk yet.
  */
 import { type Logger, pino } from "pino";
-import type { CoordinationStore } from "../cluster/store/index.ts";
+import type { CoordinationStore } from "../store/index.ts";
 import { type Draining, drainingSchema, encodeRecord, keys } from "./catalog.ts";
 import { allocatedFromCensus, chunkTag, takeCensus } from "./chunk-census.ts";
 import { type ChunkMover, MoveError, type MovePlan } from "./chunk-mover.ts";

@@ -4,8 +4,14 @@
  * follows later changes, and registers itself under a lease it keeps alive.
  */
 import { type Logger, pino } from "pino";
-import { type Follower, followPrefix } from "../cluster/store/follow.ts";
-import { type CoordinationStore, type Lease, StoreError, type WatchEvent } from "../cluster/store/index.ts";
+import {
+  type CoordinationStore,
+  type Follower,
+  followPrefix,
+  type Lease,
+  StoreError,
+  type WatchEvent,
+} from "../store/index.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import {
   decodeRecord,

@@ -5,7 +5,7 @@
  * and visible to anyone through the store (chunks whose route is short of its factor).
  */
 import { type Logger, pino } from "pino";
-import type { CoordinationStore } from "../cluster/store/index.ts";
+import type { CoordinationStore } from "../store/index.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { type DeadServer, deadServerSchema, encodeRecord, keys } from "./catalog.ts";
 import {

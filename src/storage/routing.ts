@@ -1,5 +1,5 @@
 /** Reading and changing one chunk's route by compare-and-swap. */
-import type { CoordinationStore } from "../cluster/store/index.ts";
+import type { CoordinationStore } from "../store/index.ts";
 import { type ChunkRoute, chunkRouteSchema, decodeRecord, encodeRecord, keys } from "./catalog.ts";
 
 export class RouteError extends Error {

@@ -4,8 +4,8 @@
  */
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { type Follower, followPrefix } from "../cluster/store/follow.ts";
-import type { CoordinationStore, KeyValue, WatchEvent } from "../cluster/store/index.ts";
+import type { CoordinationStore, KeyValue, WatchEvent } from "../store/index.ts";
+import { type Follower, followPrefix } from "../store/index.ts";
 import {
   decodeRecord,
   lastKeyPart,

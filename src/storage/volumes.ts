@@ -4,7 +4,7 @@
  */
 
 import { BLOCK_BYTES } from "../block/types.ts";
-import type { CoordinationStore, TxnOp } from "../cluster/store/index.ts";
+import type { CoordinationStore, TxnOp } from "../store/index.ts";
 import {
   CatalogError,
   type ChunkRoute,

@@ -13,8 +13,8 @@ import { pino } from "pino";
 import { readClusterSnapshot } from "../../src/cluster/cluster-view.ts";
 import { createVserver, moveVserver, setNodeState } from "../../src/cluster/desired-state.ts";
 import { LocalCluster } from "../../src/cluster/local-cluster.ts";
-import { EmbeddedStore } from "../../src/cluster/store/index.ts";
 import { createVolume } from "../../src/storage/volumes.ts";
+import { EmbeddedStore } from "../../src/store/index.ts";
 import { NfsTestClient } from "../support/nfs-test-client.ts";
 
 const MiB = 1024 * 1024;

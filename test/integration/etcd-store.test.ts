@@ -13,7 +13,7 @@ import {
   retryWithBackoff,
   StoreError,
   type StoreErrorCode,
-} from "../../src/cluster/store/index.ts";
+} from "../../src/store/index.ts";
 import { type EtcdProcess, etcdSkipReason, startEtcd } from "../support/etcd-process.ts";
 import { storeContract } from "../support/store-contract.ts";
 

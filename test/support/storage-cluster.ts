@@ -8,7 +8,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RemoteBlockDevice, type RemoteBlockDeviceOptions } from "../../src/block/remote-device.ts";
-import { type CoordinationStore, EmbeddedStore } from "../../src/cluster/store/index.ts";
 import { ClusterSecret } from "../../src/storage/auth.ts";
 import { ChunkMover, type ChunkMoverOptions } from "../../src/storage/chunk-mover.ts";
 import { ownerEpochs, StorageMembership } from "../../src/storage/membership.ts";
@@ -16,6 +15,7 @@ import { ServerRegistry } from "../../src/storage/server-registry.ts";
 import { RemoteStorageClient } from "../../src/storage/storage-client.ts";
 import { StorageServer } from "../../src/storage/storage-server.ts";
 import { createVolume } from "../../src/storage/volumes.ts";
+import { type CoordinationStore, EmbeddedStore } from "../../src/store/index.ts";
 import { FaultyStorageClient } from "./faulty-storage-client.ts";
 
 const GiB = 1024 * 1024 * 1024;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type CoordinationStore, StoreError, type WatchEvent } from "../../src/cluster/store/index.ts";
+import { type CoordinationStore, StoreError, type WatchEvent } from "../../src/store/index.ts";
 
 /** How a contract run gets a fresh store and makes time pass for lease expiry. */
 export interface StoreHarness {

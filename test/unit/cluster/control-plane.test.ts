@@ -11,7 +11,7 @@ import { emptySnapshot } from "../../../src/cluster/cluster-view.ts";
 import { Master } from "../../../src/cluster/master.ts";
 import { MasterElection, termCompare } from "../../../src/cluster/master-election.ts";
 import { NodeMembership } from "../../../src/cluster/node-membership.ts";
-import { EmbeddedStore, type Lease } from "../../../src/cluster/store/index.ts";
+import { EmbeddedStore, type Lease } from "../../../src/store/index.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
 
 const silent = pino({ level: "silent" });

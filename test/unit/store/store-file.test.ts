@@ -8,8 +8,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { EmbeddedStore, StoreError } from "../../../src/cluster/store/index.ts";
-import { StoreFileError } from "../../../src/cluster/store/store-file.ts";
+import { EmbeddedStore, StoreError } from "../../../src/store/index.ts";
+import { StoreFileError } from "../../../src/store/store-file.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
 import { storeContract } from "../../support/store-contract.ts";
 

@@ -1,6 +1,6 @@
 import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse, WatchClient } from "etcd3";
-import { unreachable } from "../../util/assert.ts";
-import { type Clock, systemClock } from "../../util/clock.ts";
+import { unreachable } from "../util/assert.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
 import { type EtcdKeys, toNumber } from "./etcd-codec.ts";
 import { toStoreError } from "./etcd-errors.ts";
 import { StoreError, type Watch, type WatchEvent, type WatchOptions } from "./types.ts";

@@ -13,8 +13,8 @@ import {
   type ITxnResponse,
   type KVClient,
 } from "etcd3";
-import { assert, unreachable } from "../../util/assert.ts";
-import { systemClock } from "../../util/clock.ts";
+import { assert, unreachable } from "../util/assert.ts";
+import { systemClock } from "../util/clock.ts";
 import { EtcdKeys, toBuffer, toNumber } from "./etcd-codec.ts";
 import { toStoreError } from "./etcd-errors.ts";
 import { EtcdWatch } from "./etcd-watch.ts";

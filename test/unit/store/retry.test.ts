@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type RetryOptions, retryWithBackoff, StoreError } from "../../../src/cluster/store/index.ts";
-import { backoffDelayMs } from "../../../src/cluster/store/retry.ts";
+import { type RetryOptions, retryWithBackoff, StoreError } from "../../../src/store/index.ts";
+import { backoffDelayMs } from "../../../src/store/retry.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
 import { SeededRandom } from "../../../src/util/random.ts";
 

@@ -1,7 +1,7 @@
 import { randomInt } from "node:crypto";
-import { assert } from "../../util/assert.ts";
-import { type Clock, systemClock } from "../../util/clock.ts";
-import { type Random, SeededRandom } from "../../util/random.ts";
+import { assert } from "../util/assert.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
+import { type Random, SeededRandom } from "../util/random.ts";
 import { StoreError } from "./types.ts";
 
 export interface RetryOptions {

@@ -1,5 +1,5 @@
 import type { IKeyValue } from "etcd3";
-import { assert } from "../../util/assert.ts";
+import { assert } from "../util/assert.ts";
 import type { KeyValue, LeaseId } from "./types.ts";
 
 /** etcd's "no lease" and "no such revision": its int64 fields arrive as decimal strings. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { EmbeddedStore, StoreError } from "../../../src/cluster/store/index.ts";
+import { EmbeddedStore, StoreError } from "../../../src/store/index.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
 import { storeContract } from "../../support/store-contract.ts";
 

@@ -1,5 +1,5 @@
-import { assert } from "../../util/assert.ts";
-import { type Clock, systemClock } from "../../util/clock.ts";
+import { assert } from "../util/assert.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
 import { readStoreFile, writeStoreFile } from "./store-file.ts";
 import {
   type Compare,
