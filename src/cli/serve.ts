@@ -99,7 +99,10 @@ export function registerServe(program: Command, output: Output = processOutput):
       [
         "",
         "Export rules: CLIENTS(OPTIONS) where CLIENTS is a CIDR, an address or *, and OPTIONS are",
-        "rw|ro, root_squash (default)|all_squash|no_root_squash, anonuid=N, anongid=N.",
+        "rw|ro, sync (default)|async, root_squash (default)|all_squash|no_root_squash, anonuid=N,",
+        "anongid=N. sync: a CREATE, REMOVE, RENAME, SETATTR... is replied to once it is on stable",
+        "storage (operations arriving together share one commit); async: replied at once, lost by a",
+        "crash in the next half second.",
         "The most specific matching rule decides; a client no rule matches cannot mount.",
         "",
         "Examples:",

@@ -214,7 +214,10 @@ export interface Volume {
     maxEntries: number,
   ): Promise<ReadDirResult>;
   fsstat(): Promise<FsStat>;
-  /** Makes every operation that completed before this call durable. */
+  /**
+   * Makes every operation that completed before this call durable. Calls that arrive while a commit
+   * waits to begin share it (a group commit), so many replies pay for one flush.
+   */
   commit(): Promise<void>;
   /** Commits and releases the device. The volume is unusable afterwards. */
   unmount(): Promise<void>;

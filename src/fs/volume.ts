@@ -108,6 +108,11 @@ class FlotillaVolume implements Volume {
   private readonly lock = new RwLock();
   private readonly txgTimer: Disposable | null;
   private closed = false;
+  /**
+   * The group commit asked for but not yet begun. Callers that arrive before it begins share it: it
+   * covers every operation that finished before it took the lock, theirs included.
+   */
+  private nextCommit: Promise<void> | null = null;
 
   constructor(store: VolumeStore, rootGen: number, clock: Clock, txgIntervalMs: number) {
     this.store = store;
@@ -119,7 +124,7 @@ class FlotillaVolume implements Volume {
   private commitInBackground(): void {
     if (this.closed || !this.store.hasChanges || this.store.failure !== null) return;
     // A failed background commit marks the store failed; the next operation reports it.
-    this.lock.exclusive(() => this.store.commit()).catch(() => undefined);
+    this.commit().catch(() => undefined);
   }
 
   private usable(): void {
@@ -261,12 +266,11 @@ class FlotillaVolume implements Volume {
     });
   }
 
-  write(
+  private writeUnstable(
     cred: Credentials,
     ref: NodeRef,
     offset: number,
     data: Uint8Array,
-    stability: Stability,
   ): Promise<WriteResult> {
     return this.changing(async () => {
       const inode = await this.inodeOf(ref);
@@ -284,10 +288,22 @@ class FlotillaVolume implements Volume {
         this.changed(inode, this.clock.now(), true);
         await this.store.putInode(inode);
       }
-      if (stability !== "unstable") await this.store.commit();
-      const committed: Stability = stability === "unstable" ? "unstable" : "file-sync";
-      return { count: data.length, committed, wcc: { before, after: this.attrOf(inode) } };
+      return { count: data.length, committed: "unstable", wcc: { before, after: this.attrOf(inode) } };
     });
+  }
+
+  async write(
+    cred: Credentials,
+    ref: NodeRef,
+    offset: number,
+    data: Uint8Array,
+    stability: Stability,
+  ): Promise<WriteResult> {
+    const result = await this.writeUnstable(cred, ref, offset, data);
+    if (stability === "unstable") return result;
+    // Outside the write's lock, so stable writes that arrive together share one commit.
+    await this.commit();
+    return { ...result, committed: "file-sync" };
   }
 
   setattr(cred: Credentials, ref: NodeRef, request: SetAttrRequest, guardCtime?: Timespec): Promise<Wcc> {
@@ -761,7 +777,16 @@ class FlotillaVolume implements Volume {
 
   commit(): Promise<void> {
     this.usable();
-    return this.lock.exclusive(() => this.store.commit());
+    if (this.nextCommit !== null) return this.nextCommit;
+    const group = { begun: false };
+    const committing = this.lock.exclusive(async () => {
+      group.begun = true;
+      // Operations finishing from now on may be missed by this group: later callers need the next.
+      if (this.nextCommit === committing) this.nextCommit = null;
+      await this.store.commit();
+    });
+    if (!group.begun) this.nextCommit = committing;
+    return committing;
   }
 
   async unmount(): Promise<void> {

@@ -12,6 +12,11 @@ export interface ExportRule {
   readonly squash: Squash;
   readonly anonUid: number;
   readonly anonGid: number;
+  /**
+   * `sync` (the default): a namespace or attribute change is replied to only once it is committed.
+   * `async`: replied at once and committed with the next transaction group (lost by a crash before it).
+   */
+  readonly sync: boolean;
 }
 
 export const ANON_ID_DEFAULT = 65534;
@@ -33,20 +38,22 @@ export function parseExportRule(text: string): ExportRule {
   let squash: Squash = "root_squash";
   let anonUid = ANON_ID_DEFAULT;
   let anonGid = ANON_ID_DEFAULT;
+  let sync = true;
   for (const raw of (match[2] ?? "").split(",")) {
     const option = raw.trim();
     if (option === "") continue;
     if (option === "rw" || option === "ro") access = option;
     else if (option === "root_squash" || option === "all_squash" || option === "no_root_squash")
       squash = option;
+    else if (option === "sync" || option === "async") sync = option === "sync";
     else if (option.startsWith("anonuid=")) anonUid = parseId(option, text);
     else if (option.startsWith("anongid=")) anonGid = parseId(option, text);
     else
       throw new ExportRuleError(
-        `export rule "${text}": unknown option "${option}" (rw, ro, root_squash, all_squash, no_root_squash, anonuid=N, anongid=N)`,
+        `export rule "${text}": unknown option "${option}" (rw, ro, sync, async, root_squash, all_squash, no_root_squash, anonuid=N, anongid=N)`,
       );
   }
-  return { clients, access, squash, anonUid, anonGid };
+  return { clients, access, squash, anonUid, anonGid, sync };
 }
 
 function parseId(option: string, rule: string): number {

@@ -74,6 +74,7 @@ const NOBODY: ExportRule = {
   squash: "all_squash",
   anonUid: 65534,
   anonGid: 65534,
+  sync: true,
 };
 
 export interface NfsProgramOptions {
@@ -118,6 +119,7 @@ export function nfsProgram(options: NfsProgramOptions): RpcProgram {
       if (!admitted) throw new FsError("ACCES", `no export rule admits ${call.client.address}`);
       if (proc.mutating && req.rule.access === "ro") throw new FsError("ROFS", "the export is read-only");
       const extra = await proc.run(req, args, w);
+      if (proc.metadataChange && req.rule.sync) await req.volume.commit();
       return { kind: "success", body: extra === undefined ? [w.bytes()] : [w.bytes(), ...extra] };
     } catch (error) {
       if (!(error instanceof FsError)) throw error;

@@ -118,6 +118,11 @@ export interface NfsProcedure<Args> {
   readonly name: NfsProcName;
   /** Changes state: refused on read-only exports and answered from the duplicate request cache. */
   readonly mutating: boolean;
+  /**
+   * Changes the namespace or attributes (RFC 1813 wants those on stable storage before the reply):
+   * on a `sync` export the reply waits for the group commit that covers it. WRITE says for itself.
+   */
+  readonly metadataChange: boolean;
   decode(r: XdrReader): Args;
   /** Returns extra chunks to send after the writer's bytes (READ data), or nothing. */
   run(req: NfsRequest, args: Args, w: XdrWriter): Promise<readonly Uint8Array[] | undefined>;

@@ -35,6 +35,8 @@ export interface VserverRuntimeOptions {
   readonly exports: readonly ExportRule[];
   readonly logger: Logger;
   readonly cacheBytes?: number;
+  /** How often a transaction group commits on its own (default 500 ms; 0: only when asked, for tests). */
+  readonly txgIntervalMs?: number;
   /**
    * The vserver's further volumes (already formatted), each exported as "/NAME" beside the first
    * volume's "/"; `volumeId` goes into their handles and must differ from every other.
@@ -91,10 +93,11 @@ export class VserverRuntime implements AsyncDisposable {
       await mkfs(options.device);
       log.info("made a new file system");
     }
-    const volume = await mount(
-      options.device,
-      options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes },
-    );
+    const mountOptions = {
+      ...(options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes }),
+      ...(options.txgIntervalMs === undefined ? {} : { txgIntervalMs: options.txgIntervalMs }),
+    };
+    const volume = await mount(options.device, mountOptions);
     const writeVerifier = new Uint8Array(randomBytes(8));
     const handles = new FileHandleCodec(options.handleKey);
     const serviceOf = (volumeId: number, mounted: Volume): NfsVolumeService => ({
@@ -115,10 +118,7 @@ export class VserverRuntime implements AsyncDisposable {
             ![...more.values()].some((s) => s.volumeId === extra.volumeId),
           "every volume of a vserver has its own id",
         );
-        const mounted = await mount(
-          extra.device,
-          options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes },
-        );
+        const mounted = await mount(extra.device, mountOptions);
         moreVolumes.set(extra.name, mounted);
         more.set(extra.name, serviceOf(extra.volumeId, mounted));
       }

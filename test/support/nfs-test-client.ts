@@ -84,16 +84,17 @@ export class NfsTestClient {
     return r.opaque(64).slice();
   }
 
-  /** CREATE guarded: returns status and, on success, the new handle. */
+  /** CREATE guarded (with `mode`, if given): returns status and, on success, the new handle. */
   async create(
     dir: Uint8Array,
     name: string,
     xid?: number,
+    mode?: number,
   ): Promise<{ status: number; handle?: Uint8Array }> {
     const r = resultsOf(
       await this.nfs(
         8,
-        args((w) => w.opaque(dir).string(name).u32(1).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0)),
+        args((w) => writeSattr(w.opaque(dir).string(name).u32(1), mode)),
         xid,
       ),
     );
@@ -253,7 +254,74 @@ export class NfsTestClient {
     return { status, bytes, entries, eof: r.bool() };
   }
 
+  /** MKDIR (mode 0755): status and, on success, the new handle. */
+  async mkdir(dir: Uint8Array, name: string): Promise<{ status: number; handle?: Uint8Array }> {
+    const r = resultsOf(
+      await this.nfs(
+        9,
+        args((w) => writeSattr(w.opaque(dir).string(name), 0o755)),
+      ),
+    );
+    const status = r.u32();
+    if (status !== 0) return { status };
+    if (!r.bool()) throw new Error("MKDIR returned no handle");
+    return { status, handle: r.opaque(64).slice() };
+  }
+
+  async symlink(dir: Uint8Array, name: string, target: string): Promise<number> {
+    return resultsOf(
+      await this.nfs(
+        10,
+        args((w) => writeSattr(w.opaque(dir).string(name), undefined).string(target)),
+      ),
+    ).u32();
+  }
+
+  async rmdir(dir: Uint8Array, name: string): Promise<number> {
+    return resultsOf(
+      await this.nfs(
+        13,
+        args((w) => w.opaque(dir).string(name)),
+      ),
+    ).u32();
+  }
+
+  async rename(fromDir: Uint8Array, from: string, toDir: Uint8Array, to: string): Promise<number> {
+    return resultsOf(
+      await this.nfs(
+        14,
+        args((w) => w.opaque(fromDir).string(from).opaque(toDir).string(to)),
+      ),
+    ).u32();
+  }
+
+  async link(file: Uint8Array, dir: Uint8Array, name: string): Promise<number> {
+    return resultsOf(
+      await this.nfs(
+        15,
+        args((w) => w.opaque(file).opaque(dir).string(name)),
+      ),
+    ).u32();
+  }
+
+  /** SETATTR of the mode alone, unguarded. */
+  async chmod(handle: Uint8Array, mode: number): Promise<number> {
+    return resultsOf(
+      await this.nfs(
+        2,
+        args((w) => writeSattr(w.opaque(handle), mode).bool(false)),
+      ),
+    ).u32();
+  }
+
   close(): Promise<void> {
     return this.rpc.close();
   }
+}
+
+/** A sattr3 that sets the mode (when given) and nothing else. */
+function writeSattr(w: XdrWriter, mode: number | undefined): XdrWriter {
+  if (mode === undefined) w.bool(false);
+  else w.bool(true).u32(mode);
+  return w.bool(false).bool(false).bool(false).u32(0).u32(0);
 }

@@ -12,6 +12,7 @@ interface AccessArgs {
 export const access: NfsProcedure<AccessArgs> = {
   name: "ACCESS",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ object: readFh(r), mask: r.u32() }),
   async run(req, args, w) {
     const { granted, attr } = await req.volume.access(req.cred, req.resolve(args.object), args.mask);

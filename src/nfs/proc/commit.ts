@@ -15,6 +15,7 @@ interface CommitArgs {
 export const commit: NfsProcedure<CommitArgs> = {
   name: "COMMIT",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ file: readFh(r), offset: r.u64Number("offset"), count: r.u32() }),
   async run(req, args, w) {
     const ref = req.resolve(args.file);

@@ -13,6 +13,7 @@ interface CreateArgs {
 export const create: NfsProcedure<CreateArgs> = {
   name: "CREATE",
   mutating: true,
+  metadataChange: true,
   decode(r) {
     const where = readDirOpArgs(r);
     const mode = r.enumOf([CreateMode.UNCHECKED, CreateMode.GUARDED, CreateMode.EXCLUSIVE], "createmode3");

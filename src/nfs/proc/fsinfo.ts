@@ -20,6 +20,7 @@ interface FsinfoArgs {
 export const fsinfo: NfsProcedure<FsinfoArgs> = {
   name: "FSINFO",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ root: readFh(r) }),
   async run(req, args, w) {
     const attr = await req.volume.getattr(req.resolve(args.root));

@@ -10,6 +10,7 @@ interface FsstatArgs {
 export const fsstat: NfsProcedure<FsstatArgs> = {
   name: "FSSTAT",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ root: readFh(r) }),
   async run(req, args, w) {
     const attr = await req.volume.getattr(req.resolve(args.root));

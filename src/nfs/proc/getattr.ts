@@ -10,6 +10,7 @@ interface GetattrArgs {
 export const getattr: NfsProcedure<GetattrArgs> = {
   name: "GETATTR",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ object: readFh(r) }),
   async run(req, args, w) {
     const attr = await req.volume.getattr(req.resolve(args.object));

@@ -11,6 +11,7 @@ interface LinkArgs {
 export const link: NfsProcedure<LinkArgs> = {
   name: "LINK",
   mutating: true,
+  metadataChange: true,
   decode: (r) => ({ file: readFh(r), link: readDirOpArgs(r) }),
   async run(req, args, w) {
     const target = req.resolve(args.file);

@@ -6,6 +6,7 @@ import { type DirOpArgs, readDirOpArgs, writePostOpAttr } from "../xdr3.ts";
 export const lookup: NfsProcedure<DirOpArgs> = {
   name: "LOOKUP",
   mutating: false,
+  metadataChange: false,
   decode: readDirOpArgs,
   async run(req, args, w) {
     const found = await req.volume.lookup(req.cred, req.resolve(args.dir), args.name);

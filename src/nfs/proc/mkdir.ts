@@ -12,6 +12,7 @@ interface MkdirArgs {
 export const mkdir: NfsProcedure<MkdirArgs> = {
   name: "MKDIR",
   mutating: true,
+  metadataChange: true,
   decode: (r) => ({ where: readDirOpArgs(r), attrs: readSattr(r) }),
   async run(req, args, w) {
     writeCreated(

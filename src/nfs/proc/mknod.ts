@@ -23,6 +23,7 @@ const SPECIAL: Record<number, SpecialType> = {
 export const mknod: NfsProcedure<MknodArgs> = {
   name: "MKNOD",
   mutating: true,
+  metadataChange: true,
   decode(r) {
     const where = readDirOpArgs(r);
     const code = r.enumOf(Object.values(Ftype3), "ftype3");

@@ -4,6 +4,7 @@ import type { NfsProcedure } from "../procedure.ts";
 export const nullProc: NfsProcedure<undefined> = {
   name: "NULL",
   mutating: false,
+  metadataChange: false,
   decode: () => undefined,
   run: async () => undefined,
   failure: async () => undefined,

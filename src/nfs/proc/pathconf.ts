@@ -11,6 +11,7 @@ interface PathconfArgs {
 export const pathconf: NfsProcedure<PathconfArgs> = {
   name: "PATHCONF",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ object: readFh(r) }),
   async run(req, args, w) {
     const attr = await req.volume.getattr(req.resolve(args.object));

@@ -14,6 +14,7 @@ const PADDING = new Uint8Array(3);
 export const read: NfsProcedure<ReadArgs> = {
   name: "READ",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ file: readFh(r), offset: r.u64Number("offset"), count: r.u32() }),
   async run(req, args, w) {
     const count = Math.min(args.count, TRANSFER_BYTES_MAX);

@@ -20,6 +20,7 @@ const ENTRY_FIXED_BYTES = 4 + 8 + 8;
 export const readdir: NfsProcedure<ReaddirArgs> = {
   name: "READDIR",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ dir: readFh(r), cookie: r.u64Number("cookie"), verifier: r.u64(), count: r.u32() }),
   async run(req, args, w) {
     let used = FIXED_BYTES;

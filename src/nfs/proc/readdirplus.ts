@@ -26,6 +26,7 @@ const ENTRY_EXTRA_BYTES = 4 + 4 + 84 + 4 + 4 + FILE_HANDLE_BYTES;
 export const readdirplus: NfsProcedure<ReaddirplusArgs> = {
   name: "READDIRPLUS",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({
     dir: readFh(r),
     cookie: r.u64Number("cookie"),

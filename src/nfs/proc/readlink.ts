@@ -10,6 +10,7 @@ interface ReadlinkArgs {
 export const readlink: NfsProcedure<ReadlinkArgs> = {
   name: "READLINK",
   mutating: false,
+  metadataChange: false,
   decode: (r) => ({ symlink: readFh(r) }),
   async run(req, args, w) {
     const { target, attr } = await req.volume.readlink(req.cred, req.resolve(args.symlink));

@@ -10,6 +10,7 @@ export function removalProcedure(name: "REMOVE" | "RMDIR", removeEntry: Removal)
   return {
     name,
     mutating: true,
+    metadataChange: true,
     decode: readDirOpArgs,
     async run(req, args, w) {
       const wcc = await removeEntry(req.volume, req.cred, req.resolve(args.dir), args.name);

@@ -11,6 +11,7 @@ interface RenameArgs {
 export const rename: NfsProcedure<RenameArgs> = {
   name: "RENAME",
   mutating: true,
+  metadataChange: true,
   decode: (r) => ({ from: readDirOpArgs(r), to: readDirOpArgs(r) }),
   async run(req, args, w) {
     const fromDir = req.resolve(args.from.dir);

@@ -13,6 +13,7 @@ interface SetattrArgs {
 export const setattr: NfsProcedure<SetattrArgs> = {
   name: "SETATTR",
   mutating: true,
+  metadataChange: true,
   decode: (r) => ({ object: readFh(r), attrs: readSattr(r), guardCtime: r.optional(() => readTime(r)) }),
   async run(req, args, w) {
     const wcc = await req.volume.setattr(req.cred, req.resolve(args.object), args.attrs, args.guardCtime);

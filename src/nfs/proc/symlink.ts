@@ -14,6 +14,7 @@ interface SymlinkArgs {
 export const symlink: NfsProcedure<SymlinkArgs> = {
   name: "SYMLINK",
   mutating: true,
+  metadataChange: true,
   decode: (r) => ({
     where: readDirOpArgs(r),
     attrs: readSattr(r),

@@ -27,6 +27,7 @@ const STABLE_HOW: Record<Stability, number> = {
 export const write: NfsProcedure<WriteArgs> = {
   name: "WRITE",
   mutating: true,
+  metadataChange: false,
   decode: (r) => ({
     file: readFh(r),
     offset: r.u64Number("offset"),

@@ -14,14 +14,17 @@ test("rules parse with their defaults and options", () => {
     squash: "root_squash",
     anonUid: 65534,
     anonGid: 65534,
+    sync: true,
   });
-  assert.deepEqual(parseExportRule("*(ro,all_squash,anonuid=1000,anongid=100)"), {
+  assert.deepEqual(parseExportRule("*(ro,all_squash,anonuid=1000,anongid=100,async)"), {
     clients: "*",
     access: "ro",
     squash: "all_squash",
     anonUid: 1000,
     anonGid: 100,
+    sync: false,
   });
+  assert.equal(parseExportRule("*(async,sync)").sync, true, "the last of sync and async decides");
   assert.equal(parseExportRule("::1(no_root_squash)").squash, "no_root_squash");
 });
 
