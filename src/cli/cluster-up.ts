@@ -136,7 +136,9 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
     throw error;
   }
   await provision(store, cluster, options, output);
-  output.line("vservers (mount with libnfs, e.g. nfs-ls URL):");
+  output.line(
+    "vservers (libnfs URLs: nfs-ls URL; a file is nfs-cp FILE with its name after the host, nfs://VIP/NAME?...):",
+  );
   await report(store, output);
   const env = options.data === "flotilla-data" ? "" : `FLOTILLA_TOKEN_FILE=${tokenFile} `;
   output.line(`admin API: ${admin.url} (bearer token in ${tokenFile})`);
@@ -192,7 +194,7 @@ export function registerClusterUp(program: Command, output: Output = processOutp
         "",
         "Example:",
         "  npm start          # the same as: flotilla cluster up",
-        "  nfs-ls 'nfs://127.0.1.1/?version=3&nfsport=2049&mountport=20048'",
+        "  nfs-ls 'nfs://127.0.1.1/?version=3&nfsport=2049&mountport=20048&auto-traverse-mounts=0'",
       ].join("\n"),
     )
     .action((options: UpOptions) => runVerb("cluster up", 1, output, () => runUp(options, output)));

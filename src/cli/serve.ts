@@ -108,7 +108,7 @@ export function registerServe(program: Command, output: Output = processOutput):
         "Examples:",
         "  flotilla serve --data /srv/vs1 --nfs-port 0 --mount-port 0 --portmap-port off",
         "  flotilla serve --data /srv/vs1 --listen 0.0.0.0 --export '10.0.0.0/8(rw)' --export '*(ro,all_squash)'",
-        "  nfs-ls 'nfs://127.0.0.1/?version=3&nfsport=2049&mountport=20048'",
+        "  nfs-ls 'nfs://127.0.0.1/?version=3&nfsport=2049&mountport=20048&auto-traverse-mounts=0'",
       ].join("\n"),
     )
     .action((options: ServeOptions) => runVerb("serve", 1, output, () => runServe(options, output)));

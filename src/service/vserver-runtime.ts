@@ -56,6 +56,17 @@ export interface VipEndpoint {
   readonly url: string;
 }
 
+/**
+ * The URL a libnfs client mounts the export "/" with. A file name can be put straight after the
+ * host (`nfs://HOST/f.bin?...`): libnfs then mounts the empty path, which MOUNT answers with the
+ * root export. `auto-traverse-mounts=0` because libnfs refuses to look for nested exports under an
+ * empty export path ("Export is empty", printed as "mount_cb: (null)"), and a vserver's further
+ * volumes are mounted by their own path (`nfs://HOST/VOLUME/...`), never crossed into.
+ */
+export function libnfsUrl(host: string, nfsPort: number, mountPort: number): string {
+  return `nfs://${host}/?version=3&nfsport=${nfsPort}&mountport=${mountPort}&auto-traverse-mounts=0`;
+}
+
 export class VserverRuntime implements AsyncDisposable {
   readonly endpoints: readonly VipEndpoint[];
   /** New at every start, so clients resend unstable writes after a failover. */
@@ -153,7 +164,7 @@ export class VserverRuntime implements AsyncDisposable {
           address,
           nfsPort,
           mountPort,
-          url: `nfs://${host}/?version=3&nfsport=${nfsPort}&mountport=${mountPort}`,
+          url: libnfsUrl(host, nfsPort, mountPort),
         });
       }
     } catch (error) {

@@ -74,15 +74,16 @@ describe("flotilla cluster up", { skip, timeout: 180_000 }, () => {
   });
 
   test("URLs that work, status, a node killed, Ctrl-C, and a restart that finds the data", async () => {
-    const url = `nfs://127.0.1.1/?version=3&nfsport=${NFS_PORT}&mountport=${MOUNT_PORT}`;
-    const fileUrl = `nfs://127.0.1.1//kept?version=3&nfsport=${NFS_PORT}&mountport=${MOUNT_PORT}`;
+    const url = `nfs://127.0.1.1/?version=3&nfsport=${NFS_PORT}&mountport=${MOUNT_PORT}&auto-traverse-mounts=0`;
+    // As a user would: the printed URL with a file name after the host (MOUNT of the empty path).
+    const fileUrl = url.replace("/?", "/kept?");
     const local = join(dir, "kept");
     const back = join(dir, "back");
     await run("sh", ["-c", `head -c 300000 /dev/urandom > ${local}`], { timeoutMs: 10_000 });
 
     const first = await up();
     try {
-      assert.match(first.output(), new RegExp(`vs1 {2}on n\\d {2}${url.replace(/[?.]/g, "\\$&")}`));
+      assert.match(first.output(), new RegExp(`vs1 {2}on n\\d {2}${url.replace(/[?.&]/g, "\\$&")}`));
       const copied = await run("nfs-cp", [local, fileUrl], { timeoutMs: 30_000 });
       assert.equal(copied.status, 0, describeRun(copied));
       const status = await statusWhenRunning();

@@ -235,6 +235,8 @@ test("MOUNT: NULL, MNT, DUMP, UMNT, UMNTALL and EXPORT", async () => {
     assert.equal((await m.rpc.call(MOUNT.program, 3, 0, new Uint8Array(0))).kind, "success");
     const handle = await m.mount("/");
     assert.equal(await client.getattrStatus(handle), 0);
+    // libnfs asks for the empty path when a URL names a file right after the host (nfs://HOST/f.bin).
+    assert.deepEqual(await m.mount(""), handle, "MNT of the empty path mounts the root export");
     const missing = resultsOf(
       await m.rpc.call(MOUNT.program, 3, 1, new XdrWriter().string("/no/such").bytes(), {
         credential: ROOT_CRED,
