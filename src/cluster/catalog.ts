@@ -9,6 +9,8 @@
  *   cluster/vservers/<vserverId>     VserverRecord: the operator's description of a vserver
  *   cluster/placements/<vserverId>   PlacementRecord: where the master wants it (generation, blocked)
  *   cluster/running/<vserverId>      RunningRecord, under the serving node's lease: where it runs now
+ *   cluster/holders/<vserverId>      HolderRecord, under the holding node's lease: the node that has
+ *                                    (or is taking) the vserver's volumes; deleted once it handed over
  *   cluster/claims/vip/<vip>         the vserver that owns a VIP (one owner per VIP, by create-only txn)
  *   cluster/claims/volume/<volumeId> the vserver that owns a volume
  *   cluster/claims/name/<name>       the vserver that has a name
@@ -29,6 +31,7 @@ export const VSERVERS_PREFIX = `${ROOT}vservers/`;
 export const PLACEMENTS_PREFIX = `${ROOT}placements/`;
 export const RUNNING_PREFIX = `${ROOT}running/`;
 export const FILESYSTEMS_PREFIX = `${ROOT}filesystems/`;
+export const HOLDERS_PREFIX = `${ROOT}holders/`;
 export const MASTER_KEY = `${ROOT}master`;
 export const HANDLE_IDS_KEY = `${ROOT}handle-ids`;
 
@@ -38,6 +41,7 @@ export const clusterKeys = {
   vserver: (vserverId: string) => `${VSERVERS_PREFIX}${vserverId}`,
   placement: (vserverId: string) => `${PLACEMENTS_PREFIX}${vserverId}`,
   running: (vserverId: string) => `${RUNNING_PREFIX}${vserverId}`,
+  holder: (vserverId: string) => `${HOLDERS_PREFIX}${vserverId}`,
   vipClaim: (vip: string) => `${ROOT}claims/vip/${vip}`,
   volumeClaim: (volumeId: string) => `${ROOT}claims/volume/${volumeId}`,
   nameClaim: (name: string) => `${ROOT}claims/name/${name}`,
@@ -134,6 +138,14 @@ export const runningRecordSchema = z.object({
   sinceMs: count,
 });
 export type RunningRecord = z.infer<typeof runningRecordSchema>;
+
+/**
+ * The node that holds a vserver's volumes, from before it fences the previous owner until it has
+ * stopped, committed and unmounted. A new owner waits for the key to go (a planned move is handed
+ * over); it fences without waiting only when the holder's lease ran out or after a bounded wait.
+ */
+export const holderRecordSchema = z.object({ nodeId: id, generation: count, sinceMs: count });
+export type HolderRecord = z.infer<typeof holderRecordSchema>;
 
 export const claimSchema = z.object({ vserverId: id });
 export type Claim = z.infer<typeof claimSchema>;

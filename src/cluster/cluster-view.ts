@@ -10,6 +10,9 @@ import { type Follower, followPrefix } from "../store/index.ts";
 import {
   CLUSTER_PREFIX,
   FILESYSTEMS_PREFIX,
+  HOLDERS_PREFIX,
+  type HolderRecord,
+  holderRecordSchema,
   idOfKey,
   MASTER_KEY,
   type MasterRecord,
@@ -43,6 +46,8 @@ export interface ClusterSnapshot {
   readonly vservers: Map<string, Versioned<VserverRecord>>;
   readonly placements: Map<string, Versioned<PlacementRecord>>;
   readonly running: Map<string, RunningRecord>;
+  /** Who holds each vserver's volumes (see HolderRecord). */
+  readonly holders: Map<string, Versioned<HolderRecord>>;
   readonly filesystems: Set<string>;
   master: { readonly record: MasterRecord; readonly term: number } | undefined;
   revision: number;
@@ -55,6 +60,7 @@ export function emptySnapshot(): ClusterSnapshot {
     vservers: new Map(),
     placements: new Map(),
     running: new Map(),
+    holders: new Map(),
     filesystems: new Set(),
     master: undefined,
     revision: 0,
@@ -102,6 +108,14 @@ export function applyKey(
       const id = idOfKey(RUNNING_PREFIX, key);
       if (kv === undefined) snapshot.running.delete(id);
       else snapshot.running.set(id, decodeRecord(runningRecordSchema, key, kv.value));
+    } else if (key.startsWith(HOLDERS_PREFIX)) {
+      const id = idOfKey(HOLDERS_PREFIX, key);
+      if (kv === undefined) snapshot.holders.delete(id);
+      else
+        snapshot.holders.set(id, {
+          record: decodeRecord(holderRecordSchema, key, kv.value),
+          modRevision: kv.modRevision,
+        });
     } else if (key.startsWith(FILESYSTEMS_PREFIX)) {
       const id = idOfKey(FILESYSTEMS_PREFIX, key);
       if (kv === undefined) snapshot.filesystems.delete(id);

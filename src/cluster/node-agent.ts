@@ -26,6 +26,7 @@ import {
   type VserverRecord,
 } from "./catalog.ts";
 import { ClusterView } from "./cluster-view.ts";
+import { HANDOVER_WAIT_MS_DEFAULT, type HolderClaim, releaseHolder, takeHolder } from "./handover.ts";
 
 export interface NodeAgentOptions {
   readonly store: CoordinationStore;
@@ -39,6 +40,8 @@ export interface NodeAgentOptions {
   /** How long to wait between attempts to bind a VIP still held by a previous owner. */
   readonly bindRetryMs?: number;
   readonly cacheBytes?: number;
+  /** How long a start waits for a live previous holder to hand over before fencing it (forced). */
+  readonly handoverWaitMs?: number;
 }
 
 /** A vserver this node serves (or is starting or stopping). */
@@ -48,6 +51,8 @@ interface Served {
   runtime: VserverRuntime | undefined;
   devices: RemoteBlockDevice[];
   fenced: boolean;
+  /** This node's hold on the vserver's volumes, from before it fenced anyone until it let go. */
+  holder: HolderClaim | undefined;
 }
 
 const BIND_RETRY_MS_DEFAULT = 250;
@@ -64,6 +69,8 @@ export class NodeAgent implements AsyncDisposable {
   /** Tasks that failed in a row, per vserver, and when to try again. */
   private readonly failures = new Map<string, { count: number; untilMs: number }>();
   private closed = false;
+  /** Starts waiting for a handover, woken by every change the view hears of. */
+  private readonly changeWaiters = new Set<() => void>();
   private readonly options: NodeAgentOptions;
   private readonly log: Logger;
 
@@ -74,7 +81,10 @@ export class NodeAgent implements AsyncDisposable {
 
   static async start(options: NodeAgentOptions): Promise<NodeAgent> {
     const agent = new NodeAgent(options);
-    agent.view = await ClusterView.follow(options.store, agent.log, () => agent.reconcile());
+    agent.view = await ClusterView.follow(options.store, agent.log, () => {
+      for (const wake of [...agent.changeWaiters]) wake();
+      agent.reconcile();
+    });
     agent.reconcile();
     return agent;
   }
@@ -97,6 +107,20 @@ export class NodeAgent implements AsyncDisposable {
           }),
       );
     }
+  }
+
+  /** Resolves at the next change of the cluster view, or after `ms`. */
+  private nextChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.changeWaiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      timer.unref();
+      this.changeWaiters.add(wake);
+    });
   }
 
   /** A failed task is tried again after a growing delay, so a persistent fault does not spin. */
@@ -143,7 +167,14 @@ export class NodeAgent implements AsyncDisposable {
   }
 
   private async start(id: string, spec: VserverRecord, generation: number): Promise<void> {
-    const served: Served = { spec, generation, runtime: undefined, devices: [], fenced: false };
+    const served: Served = {
+      spec,
+      generation,
+      runtime: undefined,
+      devices: [],
+      fenced: false,
+      holder: undefined,
+    };
     this.served.set(id, served);
     try {
       await this.bringUp(id, served);
@@ -151,6 +182,7 @@ export class NodeAgent implements AsyncDisposable {
       this.served.delete(id);
       await served.runtime?.abort();
       await Promise.allSettled(served.devices.map((d) => d.close()));
+      await this.letGo(id, served);
       throw error;
     }
   }
@@ -161,6 +193,20 @@ export class NodeAgent implements AsyncDisposable {
     const { store, nodeId } = this.options;
     log.info("starting vserver");
     const startedAt = performance.now();
+    const holdingLease = this.options.lease();
+    if (holdingLease === undefined) return;
+    served.holder = await takeHolder({
+      store,
+      nodeId,
+      vserverId: id,
+      generation,
+      leaseId: holdingLease.id,
+      waitMs: this.options.handoverWaitMs ?? HANDOVER_WAIT_MS_DEFAULT,
+      log,
+      nextChange: (ms) => this.nextChange(ms),
+      stillWanted: () => this.stillWanted(id, generation),
+    });
+    if (served.holder === undefined) return;
     const ownerEpochs: Record<string, number> = {};
     for (const volumeId of spec.volumes) {
       if (!this.stillWanted(id, generation)) return;
@@ -235,7 +281,13 @@ export class NodeAgent implements AsyncDisposable {
         .catch((error: unknown) => log.warn({ err: error }, "could not publish the running record"));
     }
     log.info(
-      { ms: Math.round(performance.now() - startedAt), urls: runtime.endpoints.map((e) => e.url) },
+      {
+        ms: Math.round(performance.now() - startedAt),
+        urls: runtime.endpoints.map((e) => e.url),
+        handoverFrom: served.holder.from ?? null,
+        handoverWaitMs: served.holder.waitedMs,
+        forced: served.holder.forced,
+      },
       "vserver started",
     );
     this.failures.delete(id);
@@ -265,20 +317,44 @@ export class NodeAgent implements AsyncDisposable {
   private async stop(id: string, served: Served): Promise<void> {
     const log = this.log.child({ vserverId: id, generation: served.generation });
     log.info({ fenced: served.fenced }, "stopping vserver");
+    const startedAt = performance.now();
+    let clean = false;
     try {
       if (served.fenced || this.options.lease() === undefined) {
         // Not ours to write any more: drop everything unflushed.
         await served.runtime?.abort();
         await Promise.allSettled(served.devices.map((d) => d.abandon()));
       } else {
+        // Listeners closed, calls in flight finished, committed, unmounted: then the devices flushed.
         await served.runtime?.stop();
-        await Promise.allSettled(served.devices.map((d) => d.close()));
+        const closed = await Promise.allSettled(served.devices.map((d) => d.close()));
+        clean = closed.every((c) => c.status === "fulfilled");
       }
     } finally {
       this.served.delete(id);
       await this.withdrawRunning(id, served.generation);
+      const released = await this.letGo(id, served);
+      if (clean && released)
+        log.info(
+          { ms: Math.round(performance.now() - startedAt) },
+          "handed over: calls finished, committed, unmounted, released",
+        );
     }
     log.info("vserver stopped");
+  }
+
+  /** Deletes this node's holder key, if it still is this node's: the next owner may start. */
+  private async letGo(id: string, served: Served): Promise<boolean> {
+    const claim = served.holder;
+    if (claim === undefined) return false;
+    served.holder = undefined;
+    try {
+      return await releaseHolder(this.options.store, claim);
+    } catch (error) {
+      // The key stays until the lease goes: the next owner waits for that, or for its bounded wait.
+      this.log.warn({ err: error, vserverId: id }, "could not release the holder key");
+      return false;
+    }
   }
 
   private async withdrawRunning(id: string, generation: number): Promise<void> {
