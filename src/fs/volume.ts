@@ -58,6 +58,8 @@ export { NotAVolumeError };
 const TXG_INTERVAL_MS_DEFAULT = 500;
 /** Commit early once this much metadata (nodes) or data (blocks) waits in the open transaction group. */
 const DIRTY_NODES_MAX = 4096;
+/** Event-loop turns a group commit waits for more callers to join before it takes the lock. */
+const GROUP_COMMIT_TURNS_MAX = 8;
 const DIRTY_DATA_BLOCKS_MAX = 16_384;
 /** Free blocks kept back for the commit's own metadata: growing operations leave more than shrinking ones. */
 const RESERVE_GROW_BLOCKS = 128;
@@ -113,6 +115,8 @@ class FlotillaVolume implements Volume {
    * covers every operation that finished before it took the lock, theirs included.
    */
   private nextCommit: Promise<void> | null = null;
+  /** Callers sharing `nextCommit`. */
+  private groupMembers = 0;
 
   constructor(store: VolumeStore, rootGen: number, clock: Clock, txgIntervalMs: number) {
     this.store = store;
@@ -777,16 +781,33 @@ class FlotillaVolume implements Volume {
 
   commit(): Promise<void> {
     this.usable();
-    if (this.nextCommit !== null) return this.nextCommit;
-    const group = { begun: false };
-    const committing = this.lock.exclusive(async () => {
-      group.begun = true;
-      // Operations finishing from now on may be missed by this group: later callers need the next.
-      if (this.nextCommit === committing) this.nextCommit = null;
-      await this.store.commit();
-    });
-    if (!group.begun) this.nextCommit = committing;
+    if (this.nextCommit !== null) {
+      this.groupMembers++;
+      return this.nextCommit;
+    }
+    this.groupMembers = 1;
+    const committing = this.gatherGroup().then(() =>
+      this.lock.exclusive(async () => {
+        // Operations finishing from now on may be missed by this group: later callers need the next.
+        if (this.nextCommit === committing) this.nextCommit = null;
+        await this.store.commit();
+      }),
+    );
+    this.nextCommit = committing;
     return committing;
+  }
+
+  /**
+   * Lets calls that have already arrived (on the sockets, in the lock's queue) join the group before
+   * it takes the lock: it yields to the event loop while the group still grows, a few turns at most.
+   * Turns of the event loop, not a timer, so a lone caller waits only microseconds.
+   */
+  private async gatherGroup(): Promise<void> {
+    for (let turn = 0; turn < GROUP_COMMIT_TURNS_MAX; turn++) {
+      const members = this.groupMembers;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.groupMembers === members && turn > 0) return;
+    }
   }
 
   async unmount(): Promise<void> {
