@@ -21,6 +21,7 @@ type HistoryEvent =
  */
 export class FaultyBlockDevice implements BlockDevice {
   readonly blockCount: number;
+  readonly holdsWritesBack = true;
   readonly #initial: SparseBlockStore;
   readonly #current: SparseBlockStore;
   readonly #history: HistoryEvent[] = [];

@@ -12,6 +12,7 @@ const SHORT_TRANSFER_RETRIES_MAX = 64;
  */
 export class FileBlockDevice implements BlockDevice {
   readonly blockCount: number;
+  readonly holdsWritesBack = true;
   readonly path: string;
   #handle: FileHandle | undefined;
 

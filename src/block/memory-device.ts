@@ -5,6 +5,7 @@ import { type BlockDevice, BlockDeviceError } from "./types.ts";
 /** A device in memory, for tests and the simulator. Nothing is lost on "power off": flush is a no-op. */
 export class MemoryBlockDevice implements BlockDevice {
   readonly blockCount: number;
+  readonly holdsWritesBack = true;
   readonly #store: SparseBlockStore;
   #closed = false;
 

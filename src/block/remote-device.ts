@@ -67,6 +67,7 @@ interface Piece {
 
 export class RemoteBlockDevice implements BlockDevice {
   readonly blockCount: number;
+  readonly holdsWritesBack = false;
   readonly volume: VolumeRecord;
   private readonly routes: ChunkRoute[];
   /** Each chunk's route key modRevision: the routing epoch a mirror fault is recorded against. */

@@ -38,6 +38,12 @@ export class BlockDeviceError extends Error {
 export interface BlockDevice {
   /** Number of blocks on the device. */
   readonly blockCount: number;
+  /**
+   * True when small writes may wait in memory for the next flush and go to the device together (a
+   * local file). False when each write must be tried at once: a remote volume refuses a fenced
+   * owner's writes, and that owner must learn it at its first write, not at its next commit.
+   */
+  readonly holdsWritesBack: boolean;
   /** Reads `blockCount` blocks starting at `blockIndex`; the result is blockCount * BLOCK_BYTES long. */
   read(blockIndex: number, blockCount: number): Promise<Uint8Array>;
   /** Writes whole blocks starting at `blockIndex`; `data.length` is a positive multiple of BLOCK_BYTES. */

@@ -6,6 +6,17 @@ import { EXTENT_BLOCKS_MAX, KEY_OFFSET_MAX } from "./layout.ts";
 import { deviceError, type VolumeStore } from "./store.ts";
 import { hex } from "./tree-node.ts";
 
+/** Writes up to this size are held back and sent to the device together with others. */
+const DEFERRED_WRITE_BYTES_MAX = 64 * 1024;
+
+/**
+ * A data write mapped in the tree; `landed` resolves once its blocks are on the device, or is null
+ * for a write held back until the next commit (which waits for it).
+ */
+export interface Landing {
+  readonly landed: Promise<void> | null;
+}
+
 const extentEnd = (e: Extent): number => e.fileBlock + e.crcs.length;
 
 /** The extents of `ino` that overlap file blocks [first, last], in order. */
@@ -62,6 +73,7 @@ async function readBlocks(
       } catch (error) {
         throw deviceError(error, `cannot read data of inode ${ino}`);
       }
+      store.landing.overlay(run.deviceBlock, run.crcs.length, data);
       for (let i = 0; i < run.crcs.length; i++) {
         const block = data.subarray(i * BLOCK_BYTES, (i + 1) * BLOCK_BYTES);
         const actual = checksum(block);
@@ -141,18 +153,37 @@ async function remap(
   }
 }
 
-/** Writes whole blocks to new device blocks (copy-on-write) and maps them at file block `first`. */
-async function writeBlocks(store: VolumeStore, inode: Inode, first: number, data: Uint8Array): Promise<void> {
+/**
+ * Writes whole blocks to new device blocks (copy-on-write) and maps them at file block `first`.
+ * The mapping is done when this returns. A small write is held back to go to the device with
+ * others (its `landed` is null: nobody needs to wait for it before a commit); a large one is sent
+ * at once and `landed` resolves when it is on the device (until then `data` must not change).
+ */
+async function writeBlocks(
+  store: VolumeStore,
+  inode: Inode,
+  first: number,
+  given: Uint8Array,
+  owned: boolean,
+): Promise<Landing> {
+  const deferred = store.device.holdsWritesBack && given.length <= DEFERRED_WRITE_BYTES_MAX;
+  // A held-back write outlives the call, so it keeps its own copy of the caller's bytes.
+  let data = given;
+  if (deferred && !owned) {
+    data = store.slab.take(given.length / BLOCK_BYTES);
+    data.set(given);
+  }
   const count = data.length / BLOCK_BYTES;
   const runs = await store.allocateData(count);
   const fresh: Extent[] = [];
-  const writes: Array<Promise<void>> = [];
+  const landings: Array<Promise<void>> = [];
   let at = 0;
   for (const run of runs) {
     for (let k = 0; k < run.count; k += BLOCK_RUN_COUNT_MAX) {
       const n = Math.min(BLOCK_RUN_COUNT_MAX, run.count - k);
-      writes.push(
-        store.device.write(run.start + k, data.subarray((at + k) * BLOCK_BYTES, (at + k + n) * BLOCK_BYTES)),
+      const piece = data.subarray((at + k) * BLOCK_BYTES, (at + k + n) * BLOCK_BYTES);
+      landings.push(
+        deferred ? store.landing.defer(run.start + k, piece) : store.landing.begin(run.start + k, piece),
       );
     }
     for (let k = 0; k < run.count; k += EXTENT_BLOCKS_MAX) {
@@ -164,14 +195,16 @@ async function writeBlocks(store: VolumeStore, inode: Inode, first: number, data
     }
     at += run.count;
   }
-  try {
-    await Promise.all(writes);
-  } catch (error) {
-    for (const run of runs)
-      for (let b = run.start; b < run.start + run.count; b++) store.allocator.release(b);
-    throw deviceError(error, `cannot write data of inode ${inode.ino}`);
-  }
+  const landed = Promise.all(landings).then(
+    () => undefined,
+    (error: unknown) => {
+      throw deviceError(error, `cannot write data of inode ${inode.ino}`);
+    },
+  );
+  // The caller awaits it; until then a failure must not surface as an unhandled rejection.
+  landed.catch(() => undefined);
   await remap(store, inode, first, count, fresh);
+  return { landed: deferred ? null : landed };
 }
 
 /** Number of device blocks a write of `length` bytes at `offset` allocates. */
@@ -180,13 +213,17 @@ export function blocksSpanned(offset: number, length: number): number {
   return Math.ceil((offset + length) / BLOCK_BYTES) - Math.floor(offset / BLOCK_BYTES);
 }
 
-/** Writes `data` at `offset`, merging partial first and last blocks with what they held. */
+/**
+ * Writes `data` at `offset`, merging partial first and last blocks with what they held. The file
+ * maps the new data when this returns; the returned promise lands it on the device (`data` must
+ * not change until then).
+ */
 export async function writeData(
   store: VolumeStore,
   inode: Inode,
   offset: number,
   data: Uint8Array,
-): Promise<void> {
+): Promise<Landing> {
   const end = offset + data.length;
   const first = Math.floor(offset / BLOCK_BYTES);
   const count = Math.ceil(end / BLOCK_BYTES) - first;
@@ -194,7 +231,10 @@ export async function writeData(
   if (offset % BLOCK_BYTES === 0 && data.length % BLOCK_BYTES === 0) {
     buffer = data;
   } else {
-    buffer = new Uint8Array(count * BLOCK_BYTES);
+    buffer =
+      count * BLOCK_BYTES <= DEFERRED_WRITE_BYTES_MAX
+        ? store.slab.take(count)
+        : new Uint8Array(count * BLOCK_BYTES);
     if (offset % BLOCK_BYTES !== 0 && first * BLOCK_BYTES < inode.size) {
       buffer.set(await readBlocks(store, inode.ino, first, 1), 0);
     }
@@ -208,8 +248,9 @@ export async function writeData(
     }
     buffer.set(data, offset - first * BLOCK_BYTES);
   }
-  await writeBlocks(store, inode, first, buffer);
+  const landing = await writeBlocks(store, inode, first, buffer, buffer !== data);
   inode.size = Math.max(inode.size, end);
+  return landing;
 }
 
 /** Sets the file size; shrinking frees blocks and zeroes the tail of the new last block. */
@@ -224,7 +265,7 @@ export async function truncateData(store: VolumeStore, inode: Inode, size: numbe
       if (mapped.length > 0) {
         const block = await readBlocks(store, inode.ino, lastBlock, 1);
         block.fill(0, tail);
-        await writeBlocks(store, inode, lastBlock, block);
+        await writeBlocks(store, inode, lastBlock, block, true);
       }
     }
   }

@@ -1,11 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import type { BlockDevice } from "../block/index.ts";
-import { BLOCK_BYTES, BLOCK_RUN_COUNT_MAX, BlockDeviceError } from "../block/index.ts";
+import { BLOCK_BYTES, BlockDeviceError } from "../block/index.ts";
 import { assert } from "../util/assert.ts";
 import { BlockAllocator, type BlockRun, bitmapKey } from "./allocator.ts";
 import { NodeCache } from "./block-cache.ts";
+import { coalesceBlocks } from "./block-runs.ts";
+import { BlockSlab } from "./block-slab.ts";
 import { CowTree } from "./cow-tree.ts";
+import { DataLanding } from "./data-landing.ts";
 import { FsError } from "./errors.ts";
 import { decodeInode, encodeInode, type Inode, inodeKey } from "./items.ts";
 import { FIRST_USER_INO, RESERVED_BLOCK_COUNT, SUPERBLOCK_SLOT_BLOCKS } from "./layout.ts";
@@ -38,25 +41,6 @@ async function runBounded(tasks: Array<() => Promise<void>>, limit: number): Pro
   await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
 }
 
-/** Groups sorted single blocks into contiguous runs of at most BLOCK_RUN_COUNT_MAX blocks. */
-function coalesce(
-  blocks: Array<{ block: number; bytes: Uint8Array }>,
-): Array<{ start: number; data: Uint8Array }> {
-  blocks.sort((a, b) => a.block - b.block);
-  const runs: Array<{ start: number; data: Uint8Array }> = [];
-  let i = 0;
-  while (i < blocks.length) {
-    let j = i + 1;
-    while (j < blocks.length && j - i < BLOCK_RUN_COUNT_MAX && blocks[j]!.block === blocks[j - 1]!.block + 1)
-      j++;
-    const data = new Uint8Array((j - i) * BLOCK_BYTES);
-    for (let k = i; k < j; k++) data.set(blocks[k]!.bytes, (k - i) * BLOCK_BYTES);
-    runs.push({ start: blocks[i]!.block, data });
-    i = j;
-  }
-  return runs;
-}
-
 /**
  * The storage engine of a volume: the tree, the allocator and the transaction groups. It knows
  * nothing of permissions or names; the Volume above it does. Callers serialize access (the
@@ -76,12 +60,19 @@ export class VolumeStore {
   inodeCount: number;
   /** Data blocks written since the last commit. */
   dirtyDataBlocks = 0;
+  /** Data writes still on their way to the device. A failed one fails the volume, as a failed commit does: the tree already maps its blocks. */
+  readonly landing: DataLanding;
+  /** Where small data buffers are cut from. */
+  readonly slab = new BlockSlab();
   /** Set when a commit failed half-way: the in-memory state can no longer be trusted. */
   failure: FsError | null = null;
 
   private constructor(device: BlockDevice, sb: Superblock, cacheBytes: number | undefined, fresh: boolean) {
     this.device = device;
     this.cache = new NodeCache(cacheBytes);
+    this.landing = new DataLanding(device, (error, start) => {
+      this.failure ??= deviceError(error, `data write at block ${start} failed; remount the volume`);
+    });
     this.volumeId = sb.volumeId;
     this.createdSec = sb.createdSec;
     this.blockCount = sb.blockCount;
@@ -204,9 +195,11 @@ export class VolumeStore {
     if (!this.hasChanges) return;
     const txg = this.txg + 1;
     try {
+      // The flush below covers only writes that finished before it.
+      await this.landing.settled();
       await this.settleAllocations();
       const blocks = this.tree.finalize(txg);
-      const runs = coalesce(blocks);
+      const runs = coalesceBlocks(blocks);
       await runBounded(
         runs.map((run) => () => this.device.write(run.start, run.data)),
         COMMIT_WRITES_IN_FLIGHT_MAX,

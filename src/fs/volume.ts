@@ -7,7 +7,7 @@ import type { MkfsOptions, MountOptions } from "./api.ts";
 import { utf8 } from "./bytes.ts";
 import { addEntry, findEntry, listEntries, removeEntry } from "./directory.ts";
 import { FsError } from "./errors.ts";
-import { blocksSpanned, freeAllData, readData, truncateData, writeData } from "./file-data.ts";
+import { blocksSpanned, freeAllData, type Landing, readData, truncateData, writeData } from "./file-data.ts";
 import { type DirEntryRecord, emptyDirectory, type Inode, symlinkKey } from "./items.ts";
 import {
   DIR_FIRST_SEQ,
@@ -137,12 +137,21 @@ class FlotillaVolume implements Volume {
   }
 
   private reading<T>(work: () => Promise<T>): Promise<T> {
-    this.usable();
+    // A failed or closed volume rejects: a promise-returning call never throws where it is made.
+    try {
+      this.usable();
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.lock.shared(work);
   }
 
   private changing<T>(work: () => Promise<T>): Promise<T> {
-    this.usable();
+    try {
+      this.usable();
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.lock.exclusive(async () => {
       this.usable();
       const result = await work();
@@ -270,30 +279,39 @@ class FlotillaVolume implements Volume {
     });
   }
 
-  private writeUnstable(
+  private async writeUnstable(
     cred: Credentials,
     ref: NodeRef,
     offset: number,
     data: Uint8Array,
   ): Promise<WriteResult> {
-    return this.changing(async () => {
-      const inode = await this.inodeOf(ref);
-      if (inode.type === "dir") throw new FsError("ISDIR", `object ${inode.ino} is a directory`);
-      if (inode.type !== "reg") throw new FsError("INVAL", `object ${inode.ino} is not a regular file`);
-      requirePermission(inode, cred, W_OK, "write the file");
-      checkInteger(offset, "offset");
-      if (!(data instanceof Uint8Array)) throw new FsError("INVAL", "data is not bytes");
-      if (offset + data.length > FILE_BYTES_MAX)
-        throw new FsError("FBIG", `a file cannot grow past ${FILE_BYTES_MAX} bytes`);
-      const before = wccOf(inode);
-      if (data.length > 0) {
-        await this.ensureSpace(blocksSpanned(offset, data.length), "grow");
-        await writeData(this.store, inode, offset, data);
-        this.changed(inode, this.clock.now(), true);
-        await this.store.putInode(inode);
-      }
-      return { count: data.length, committed: "unstable", wcc: { before, after: this.attrOf(inode) } };
-    });
+    const { reply, landing } = await this.changing(
+      async (): Promise<{ reply: WriteResult; landing: Landing | null }> => {
+        const inode = await this.inodeOf(ref);
+        if (inode.type === "dir") throw new FsError("ISDIR", `object ${inode.ino} is a directory`);
+        if (inode.type !== "reg") throw new FsError("INVAL", `object ${inode.ino} is not a regular file`);
+        requirePermission(inode, cred, W_OK, "write the file");
+        checkInteger(offset, "offset");
+        if (!(data instanceof Uint8Array)) throw new FsError("INVAL", "data is not bytes");
+        if (offset + data.length > FILE_BYTES_MAX)
+          throw new FsError("FBIG", `a file cannot grow past ${FILE_BYTES_MAX} bytes`);
+        const before = wccOf(inode);
+        let landing: Landing | null = null;
+        if (data.length > 0) {
+          await this.ensureSpace(blocksSpanned(offset, data.length), "grow");
+          landing = await writeData(this.store, inode, offset, data);
+          this.changed(inode, this.clock.now(), true);
+          await this.store.putInode(inode);
+        }
+        return {
+          reply: { count: data.length, committed: "unstable", wcc: { before, after: this.attrOf(inode) } },
+          landing,
+        };
+      },
+    );
+    // Outside the lock: other calls go on while the device takes the data.
+    if (landing?.landed) await landing.landed;
+    return reply;
   }
 
   async write(

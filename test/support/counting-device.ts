@@ -11,6 +11,9 @@ export class CountingDevice implements BlockDevice {
   get blockCount(): number {
     return this.inner.blockCount;
   }
+  get holdsWritesBack(): boolean {
+    return this.inner.holdsWritesBack;
+  }
   read(blockIndex: number, blockCount: number): Promise<Uint8Array> {
     this.readCalls++;
     this.blocksRead += blockCount;

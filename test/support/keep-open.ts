@@ -7,6 +7,7 @@ import type { BlockDevice } from "../../src/block/index.ts";
 export function keepOpen(device: BlockDevice): BlockDevice {
   return {
     blockCount: device.blockCount,
+    holdsWritesBack: device.holdsWritesBack,
     read: (blockIndex, blockCount) => device.read(blockIndex, blockCount),
     write: (blockIndex, data) => device.write(blockIndex, data),
     flush: () => device.flush(),

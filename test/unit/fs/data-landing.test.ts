@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { FaultyBlockDevice } from "../../../src/block/index.ts";
+import { engineOf, FsError, mkfs, mount } from "../../../src/fs/index.ts";
+import { ROOT } from "../../support/fs-ops.ts";
+
+const FILES = 200;
+
+function bytesOf(i: number, length: number): Uint8Array {
+  return Uint8Array.from({ length }, (_, k) => (i * 31 + k) & 0xff);
+}
+
+test("small writes are held back and sent together at the commit; reads see them before", async () => {
+  const device = new FaultyBlockDevice(8192);
+  await mkfs(device);
+  const volume = await mount(device, { txgIntervalMs: 0 });
+  const refs = [];
+  for (let i = 0; i < FILES; i++) {
+    const made = await volume.create(ROOT, volume.rootRef, `f${i}`, {
+      kind: "guarded",
+      attrs: { mode: 0o644 },
+    });
+    refs.push(made.ref);
+  }
+  await volume.commit();
+  const writesBefore = device.writeCount;
+  for (let i = 0; i < FILES; i++) await volume.write(ROOT, refs[i]!, 0, bytesOf(i, 100), "unstable");
+  assert.equal(device.writeCount, writesBefore, "no data block reached the device before the commit");
+  for (let i = 0; i < FILES; i++) {
+    const read = await volume.read(ROOT, refs[i]!, 0, 4096);
+    assert.deepEqual(read.data, bytesOf(i, 100), `file ${i} reads back before its data lands`);
+  }
+  await volume.commit();
+  const image = device.imageAfterPowerCut();
+  const after = await mount(image, { txgIntervalMs: 0 });
+  for (let i = 0; i < FILES; i++) {
+    const read = await after.read(ROOT, refs[i]!, 0, 4096);
+    assert.deepEqual(read.data, bytesOf(i, 100), `file ${i} is on the device after the commit`);
+  }
+  await after.unmount();
+  await volume.unmount();
+});
+
+test("a caller's buffer changed after a small write returns does not change the file", async () => {
+  const device = new FaultyBlockDevice(4096);
+  await mkfs(device);
+  const volume = await mount(device, { txgIntervalMs: 0 });
+  const made = await volume.create(ROOT, volume.rootRef, "f", { kind: "guarded", attrs: { mode: 0o644 } });
+  const block = bytesOf(7, 4096);
+  await volume.write(ROOT, made.ref, 0, block, "unstable");
+  block.fill(0xee);
+  await volume.commit();
+  const read = await volume.read(ROOT, made.ref, 0, 4096);
+  assert.deepEqual(read.data, bytesOf(7, 4096));
+  await volume.unmount();
+});
+
+test("a large write is on the device when it returns", async () => {
+  const device = new FaultyBlockDevice(4096);
+  await mkfs(device);
+  const volume = await mount(device, { txgIntervalMs: 0 });
+  const made = await volume.create(ROOT, volume.rootRef, "big", { kind: "guarded", attrs: { mode: 0o644 } });
+  const writesBefore = device.writeCount;
+  await volume.write(ROOT, made.ref, 0, bytesOf(3, 1024 * 1024), "unstable");
+  assert.equal(device.writeCount - writesBefore, 256, "all 256 blocks written before the reply");
+  await volume.unmount();
+});
+
+test("a held-back write the device refuses fails the commit and the volume, not silently", async () => {
+  const device = new FaultyBlockDevice(4096);
+  await mkfs(device);
+  const volume = await mount(device, { txgIntervalMs: 0 });
+  const made = await volume.create(ROOT, volume.rootRef, "f", { kind: "guarded", attrs: { mode: 0o644 } });
+  await volume.commit();
+  await volume.write(ROOT, made.ref, 0, bytesOf(1, 100), "unstable");
+  device.failWriteAfter(0);
+  await assert.rejects(volume.commit(), (error: unknown) => error instanceof FsError && error.code === "IO");
+  await assert.rejects(
+    volume.getattr(made.ref),
+    (error: unknown) => error instanceof FsError && /remount/.test(error.message),
+  );
+  assert.ok(engineOf(volume).failure !== null);
+});
