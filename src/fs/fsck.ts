@@ -2,7 +2,7 @@ import type { BlockDevice } from "../block/index.ts";
 import { BLOCK_BYTES } from "../block/index.ts";
 import type { FsckOptions, FsckProblem, FsckReport } from "./api.ts";
 import { utf8 } from "./bytes.ts";
-import { isFsError } from "./errors.ts";
+import { FsError, isFsError } from "./errors.ts";
 import { repairVolume } from "./fsck-repair.ts";
 import {
   type DirEntryRecord,
@@ -275,6 +275,14 @@ function checkFreeMap(
 export async function fsck(device: BlockDevice, options: FsckOptions): Promise<FsckReport> {
   const first = await checkDevice(device, options);
   if (!options.repair || first.report.problems.length === 0 || first.store === null) return first.report;
+  // A repair commits, which would leave the intent log's changes behind: they must be replayed first.
+  const logged = first.store.logged.length;
+  if (logged > 0) {
+    throw new FsError(
+      "IO",
+      `the intent log holds ${logged} change(s) made after transaction group ${first.store.txg}; mount the volume once (for example with flotilla serve) so they are replayed, then repair`,
+    );
+  }
   await repairVolume(first.store, first.state!, checkStore);
   const second = await checkDevice(device, { repair: false });
   const remaining = new Set(second.report.problems.map((p) => `${p.kind}|${p.message}`));

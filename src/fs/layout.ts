@@ -2,7 +2,11 @@ import { BLOCK_BYTES } from "../block/index.ts";
 
 /** Blocks 0 and 1 hold the two superblock slots; the rest of the first 16 blocks stay reserved. */
 export const SUPERBLOCK_SLOT_BLOCKS = [0, 1] as const;
-export const RESERVED_BLOCK_COUNT = 16;
+/** The intent log's ring (2 MiB less the superblock area): namespace changes between commits. */
+export const INTENT_LOG_FIRST_BLOCK = 16;
+export const INTENT_LOG_BLOCKS = 496;
+/** Blocks before the first the allocator hands out: superblocks and the intent log. */
+export const RESERVED_BLOCK_COUNT = INTENT_LOG_FIRST_BLOCK + INTENT_LOG_BLOCKS;
 
 export const NODE_MAGIC = 0x4e544c46; // "FLTN"
 export const NODE_HEADER_BYTES = 32;

@@ -10,6 +10,8 @@ import { BlockSlab } from "./block-slab.ts";
 import { CowTree } from "./cow-tree.ts";
 import { DataLanding } from "./data-landing.ts";
 import { FsError } from "./errors.ts";
+import { IntentLog, readIntentLog } from "./intent-log.ts";
+import type { IntentOp } from "./intent-ops.ts";
 import { decodeInode, encodeInode, type Inode, inodeKey } from "./items.ts";
 import { FIRST_USER_INO, RESERVED_BLOCK_COUNT, SUPERBLOCK_SLOT_BLOCKS } from "./layout.ts";
 import { decodeSuperblock, encodeSuperblock, type Superblock } from "./superblock.ts";
@@ -62,6 +64,12 @@ export class VolumeStore {
   dirtyDataBlocks = 0;
   /** Data writes still on their way to the device. A failed one fails the volume, as a failed commit does: the tree already maps its blocks. */
   readonly landing: DataLanding;
+  /** Namespace changes since the last commit, on their way to (or in) the intent log. */
+  readonly intentLog: IntentLog;
+  /** Called when the intent log needs a commit (its ring is full, or a write to it failed). */
+  onIntentLogFull: () => void = () => {};
+  /** Operations found in the intent log at open, for the volume to replay. */
+  logged: IntentOp[] = [];
   /** Where small data buffers are cut from. */
   readonly slab = new BlockSlab();
   /** Set when a commit failed half-way: the in-memory state can no longer be trusted. */
@@ -70,6 +78,7 @@ export class VolumeStore {
   private constructor(device: BlockDevice, sb: Superblock, cacheBytes: number | undefined, fresh: boolean) {
     this.device = device;
     this.cache = new NodeCache(cacheBytes);
+    this.intentLog = new IntentLog(device, sb.volumeId, sb.txg, sb.logHead, () => this.onIntentLogFull());
     this.landing = new DataLanding(device, (error, start) => {
       this.failure ??= deviceError(error, `data write at block ${start} failed; remount the volume`);
     });
@@ -109,6 +118,7 @@ export class VolumeStore {
       inodeCount: 0,
       volumeId: volumeId ?? new Uint8Array(randomBytes(16)),
       createdSec,
+      logHead: 0,
     };
     return new VolumeStore(device, sb, undefined, true);
   }
@@ -137,6 +147,11 @@ export class VolumeStore {
     }
     const store = new VolumeStore(device, sb, cacheBytes, false);
     await store.tree.load(store.tree.root);
+    try {
+      store.logged = await readIntentLog(device, sb.volumeId, sb.txg, sb.logHead);
+    } catch (error) {
+      throw deviceError(error, "cannot read the intent log");
+    }
     return store;
   }
 
@@ -194,6 +209,8 @@ export class VolumeStore {
     if (this.failure !== null) throw this.failure;
     if (!this.hasChanges) return;
     const txg = this.txg + 1;
+    // Under the volume's lock: no operation is appended until this commit is done.
+    const logged = this.intentLog.beginCommit();
     try {
       // The flush below covers only writes that finished before it.
       await this.landing.settled();
@@ -217,15 +234,18 @@ export class VolumeStore {
         inodeCount: this.inodeCount,
         volumeId: this.volumeId,
         createdSec: this.createdSec,
+        logHead: logged.head,
       };
       await this.device.write(SUPERBLOCK_SLOT_BLOCKS[txg % 2]!, encodeSuperblock(sb));
       await this.device.flush();
     } catch (error) {
       this.failure = deviceError(error, `commit of transaction group ${txg} failed; remount the volume`);
+      this.intentLog.fail(this.failure);
       throw this.failure;
     }
     assert(txg > this.txg, "transaction group went backwards");
     this.txg = txg;
+    this.intentLog.commitDone(txg, logged);
     this.allocator.commitDone();
     this.dirtyDataBlocks = 0;
   }

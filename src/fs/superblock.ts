@@ -2,7 +2,8 @@ import { BLOCK_BYTES } from "../block/index.ts";
 import { checksum, readU64, viewOf, writeU64 } from "./bytes.ts";
 
 const MAGIC = "FLOTILLA";
-export const FORMAT_VERSION = 1;
+/** 2: an intent log after the superblocks, and its head in the superblock. */
+export const FORMAT_VERSION = 2;
 
 /** The root of everything: written last in a commit, to slot txg % 2, after the tree it names is durable. */
 export interface Superblock {
@@ -17,6 +18,8 @@ export interface Superblock {
   /** 16 random bytes fixed at mkfs: distinguishes this volume from any other. */
   readonly volumeId: Uint8Array;
   readonly createdSec: number;
+  /** Absolute intent log position where the records following this group begin. */
+  readonly logHead: number;
 }
 
 const CRC_OFFSET = BLOCK_BYTES - 4;
@@ -36,6 +39,7 @@ export function encodeSuperblock(sb: Superblock): Uint8Array {
   writeU64(view, 64, sb.inodeCount);
   bytes.set(sb.volumeId.subarray(0, 16), 72);
   writeU64(view, 88, sb.createdSec);
+  writeU64(view, 96, sb.logHead);
   view.setUint32(CRC_OFFSET, checksum(bytes.subarray(0, CRC_OFFSET)), true);
   return bytes;
 }
@@ -61,5 +65,6 @@ export function decodeSuperblock(bytes: Uint8Array): Superblock | string {
     inodeCount: readU64(view, 64),
     volumeId: bytes.slice(72, 88),
     createdSec: readU64(view, 88),
+    logHead: readU64(view, 96),
   };
 }

@@ -219,6 +219,11 @@ export interface Volume {
    * waits to begin share it (a group commit), so many replies pay for one flush.
    */
   commit(): Promise<void>;
+  /**
+   * Makes every namespace and attribute change (all but unstable file data) that completed before
+   * this call durable, through the intent log: cheaper than a commit, which rewrites the tree.
+   */
+  sync(): Promise<void>;
   /** Commits and releases the device. The volume is unusable afterwards. */
   unmount(): Promise<void>;
 }

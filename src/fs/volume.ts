@@ -8,6 +8,7 @@ import { utf8 } from "./bytes.ts";
 import { addEntry, findEntry, listEntries, removeEntry } from "./directory.ts";
 import { FsError } from "./errors.ts";
 import { blocksSpanned, freeAllData, type Landing, readData, truncateData, writeData } from "./file-data.ts";
+import type { IntentOp, OpContext } from "./intent-ops.ts";
 import { type DirEntryRecord, emptyDirectory, type Inode, symlinkKey } from "./items.ts";
 import {
   DIR_FIRST_SEQ,
@@ -98,6 +99,17 @@ function sameTime(a: Timespec, b: Timespec): boolean {
   return a.sec === b.sec && a.nsec === b.nsec;
 }
 
+/** What the intent log needs of a change: who made it, and the call (given the context it ran in). */
+interface Intent {
+  readonly cred: Credentials;
+  readonly op: (at: OpContext) => IntentOp;
+}
+
+/** A plain copy of a reference, for the log. */
+function refOf(ref: NodeRef): NodeRef {
+  return { ino: ref.ino, gen: ref.gen };
+}
+
 function wccOf(inode: Inode): WccAttr {
   return { size: inode.size, mtime: inode.mtime, ctime: inode.ctime };
 }
@@ -108,7 +120,7 @@ class FlotillaVolume implements Volume {
   private readonly store: VolumeStore;
   private readonly clock: Clock;
   private readonly lock = new RwLock();
-  private readonly txgTimer: Disposable | null;
+  private txgTimer: Disposable | null = null;
   private closed = false;
   /**
    * The group commit asked for but not yet begun. Callers that arrive before it begins share it: it
@@ -117,12 +129,73 @@ class FlotillaVolume implements Volume {
   private nextCommit: Promise<void> | null = null;
   /** Callers sharing `nextCommit`. */
   private groupMembers = 0;
+  /** The clock's reading for the operation running under the lock: one time for all it changes. */
+  private opNow: Timespec | null = null;
+  /** The logged context of the operation being replayed from the intent log. */
+  private replaying: OpContext | null = null;
+  private readonly txgIntervalMs: number;
 
   constructor(store: VolumeStore, rootGen: number, clock: Clock, txgIntervalMs: number) {
     this.store = store;
     this.clock = clock;
     this.rootRef = { ino: ROOT_INO, gen: rootGen };
-    this.txgTimer = txgIntervalMs > 0 ? clock.every(txgIntervalMs, () => this.commitInBackground()) : null;
+    this.txgIntervalMs = txgIntervalMs;
+    store.onIntentLogFull = () => this.commitInBackground();
+  }
+
+  /**
+   * Replays what the intent log holds past the newest transaction group, commits it, then starts
+   * the commit timer. Mount calls it before anyone else sees the volume.
+   */
+  async start(): Promise<void> {
+    const ops = this.store.logged;
+    this.store.logged = [];
+    for (const [i, op] of ops.entries()) {
+      this.replaying = op.at;
+      try {
+        await this.apply(op);
+      } catch (error) {
+        throw new FsError(
+          "IO",
+          `replaying the intent log failed at operation ${i + 1} of ${ops.length} (${op.op}): ${String(error)}; run fsck`,
+          { cause: error },
+        );
+      } finally {
+        this.replaying = null;
+      }
+    }
+    if (ops.length > 0) await this.commit();
+    if (this.txgIntervalMs > 0)
+      this.txgTimer = this.clock.every(this.txgIntervalMs, () => this.commitInBackground());
+  }
+
+  private apply(op: IntentOp): Promise<unknown> {
+    const cred = op.at.cred;
+    switch (op.op) {
+      case "setattr":
+        return this.setattr(cred, op.ref, op.request);
+      case "create":
+        return this.create(cred, op.dir, op.name, op.how);
+      case "mkdir":
+        return this.mkdir(cred, op.dir, op.name, op.attrs);
+      case "symlink":
+        return this.symlink(cred, op.dir, op.name, op.target, op.attrs);
+      case "mknod":
+        return this.mknod(cred, op.dir, op.name, op.type, op.attrs, op.rdev);
+      case "remove":
+        return this.remove(cred, op.dir, op.name);
+      case "rmdir":
+        return this.rmdir(cred, op.dir, op.name);
+      case "rename":
+        return this.rename(cred, op.from, op.fromName, op.to, op.toName);
+      case "link":
+        return this.link(cred, op.target, op.dir, op.name);
+    }
+  }
+
+  /** The time of the operation running under the lock. */
+  private now(): Timespec {
+    return this.opNow ?? this.clock.now();
   }
 
   private commitInBackground(): void {
@@ -146,7 +219,12 @@ class FlotillaVolume implements Volume {
     return this.lock.shared(work);
   }
 
-  private changing<T>(work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a change under the exclusive lock. `intent` describes it for the intent log, appended in
+   * the order changes are made once it succeeded; replay runs the same path with the logged time
+   * and inode numbers.
+   */
+  private changing<T>(work: () => Promise<T>, intent?: Intent): Promise<T> {
     try {
       this.usable();
     } catch (error) {
@@ -154,7 +232,24 @@ class FlotillaVolume implements Volume {
     }
     return this.lock.exclusive(async () => {
       this.usable();
-      const result = await work();
+      const replay = this.replaying;
+      if (replay !== null) {
+        assert(replay.nextIno >= this.store.nextIno, "inode numbers went backwards in the intent log");
+        this.store.nextIno = replay.nextIno;
+      }
+      const now = replay?.now ?? this.clock.now();
+      const nextIno = this.store.nextIno;
+      this.opNow = now;
+      let result: T;
+      try {
+        result = await work();
+      } finally {
+        this.opNow = null;
+      }
+      if (intent !== undefined && replay === null) {
+        const { uid, gid, gids } = intent.cred;
+        this.store.intentLog.append(intent.op({ cred: { uid, gid, gids: [...gids] }, now, nextIno }));
+      }
       if (
         this.store.tree.dirtyNodeCount > DIRTY_NODES_MAX ||
         this.store.dirtyDataBlocks > DIRTY_DATA_BLOCKS_MAX
@@ -300,7 +395,7 @@ class FlotillaVolume implements Volume {
         if (data.length > 0) {
           await this.ensureSpace(blocksSpanned(offset, data.length), "grow");
           landing = await writeData(this.store, inode, offset, data);
-          this.changed(inode, this.clock.now(), true);
+          this.changed(inode, this.now(), true);
           await this.store.putInode(inode);
         }
         return {
@@ -329,17 +424,20 @@ class FlotillaVolume implements Volume {
   }
 
   setattr(cred: Credentials, ref: NodeRef, request: SetAttrRequest, guardCtime?: Timespec): Promise<Wcc> {
-    return this.changing(async () => {
-      const inode = await this.inodeOf(ref);
-      if (guardCtime !== undefined && !sameTime(guardCtime, inode.ctime)) {
-        throw new FsError("NOT_SYNC", `object ${inode.ino} changed since the client looked`);
-      }
-      const before = wccOf(inode);
-      const now = this.clock.now();
-      await this.applySetattr(cred, inode, request, now);
-      await this.store.putInode(inode);
-      return { before, after: this.attrOf(inode) };
-    });
+    return this.changing(
+      async () => {
+        const inode = await this.inodeOf(ref);
+        if (guardCtime !== undefined && !sameTime(guardCtime, inode.ctime)) {
+          throw new FsError("NOT_SYNC", `object ${inode.ino} changed since the client looked`);
+        }
+        const before = wccOf(inode);
+        const now = this.now();
+        await this.applySetattr(cred, inode, request, now);
+        await this.store.putInode(inode);
+        return { before, after: this.attrOf(inode) };
+      },
+      { cred, op: (at) => ({ op: "setattr", at, ref: refOf(ref), request }) },
+    );
   }
 
   private async applySetattr(
@@ -424,7 +522,7 @@ class FlotillaVolume implements Volume {
   ): Promise<CreateResult> {
     await this.ensureSpace(0, "grow");
     const before = wccOf(dir);
-    const now = this.clock.now();
+    const now = this.now();
     const ino = this.store.allocateIno();
     const setgidDir = (dir.mode & 0o2000) !== 0;
     let mode = (attrs.mode ?? DEFAULT_MODE[type]) & 0o7777;
@@ -471,16 +569,22 @@ class FlotillaVolume implements Volume {
   }
 
   create(cred: Credentials, dirRef: NodeRef, name: string, how: CreateHow): Promise<CreateResult> {
-    return this.changing(async () => {
-      const { dir, nameBytes, existing } = await this.prepareNew(cred, dirRef, name);
-      if (how.kind === "exclusive" && (!(how.verifier instanceof Uint8Array) || how.verifier.length !== 8)) {
-        throw new FsError("INVAL", "an exclusive create needs an 8-byte verifier");
-      }
-      if (existing !== null) return this.createExisting(cred, dir, existing, how);
-      const attrs = how.kind === "exclusive" ? {} : how.attrs;
-      const extra = how.kind === "exclusive" ? { verifier: how.verifier.slice() } : {};
-      return this.makeNode(cred, dir, nameBytes, name, "reg", attrs, extra);
-    });
+    return this.changing(
+      async () => {
+        const { dir, nameBytes, existing } = await this.prepareNew(cred, dirRef, name);
+        if (
+          how.kind === "exclusive" &&
+          (!(how.verifier instanceof Uint8Array) || how.verifier.length !== 8)
+        ) {
+          throw new FsError("INVAL", "an exclusive create needs an 8-byte verifier");
+        }
+        if (existing !== null) return this.createExisting(cred, dir, existing, how);
+        const attrs = how.kind === "exclusive" ? {} : how.attrs;
+        const extra = how.kind === "exclusive" ? { verifier: how.verifier.slice() } : {};
+        return this.makeNode(cred, dir, nameBytes, name, "reg", attrs, extra);
+      },
+      { cred, op: (at) => ({ op: "create", at, dir: refOf(dirRef), name, how }) },
+    );
   }
 
   private async createExisting(
@@ -504,18 +608,21 @@ class FlotillaVolume implements Volume {
       return result();
     }
     if (how.attrs.size !== undefined && how.attrs.size !== file.size) {
-      await this.applySetattr(cred, file, { size: how.attrs.size }, this.clock.now());
+      await this.applySetattr(cred, file, { size: how.attrs.size }, this.now());
       await this.store.putInode(file);
     }
     return result();
   }
 
   mkdir(cred: Credentials, dirRef: NodeRef, name: string, attrs: CreateAttrs): Promise<CreateResult> {
-    return this.changing(async () => {
-      const { dir, nameBytes, existing } = await this.prepareNew(cred, dirRef, name);
-      if (existing !== null) throw new FsError("EXIST", `"${name}" exists`);
-      return this.makeNode(cred, dir, nameBytes, name, "dir", attrs, {});
-    });
+    return this.changing(
+      async () => {
+        const { dir, nameBytes, existing } = await this.prepareNew(cred, dirRef, name);
+        if (existing !== null) throw new FsError("EXIST", `"${name}" exists`);
+        return this.makeNode(cred, dir, nameBytes, name, "dir", attrs, {});
+      },
+      { cred, op: (at) => ({ op: "mkdir", at, dir: refOf(dirRef), name, attrs }) },
+    );
   }
 
   symlink(
@@ -525,25 +632,28 @@ class FlotillaVolume implements Volume {
     target: string,
     attrs: CreateAttrs,
   ): Promise<CreateResult> {
-    return this.changing(async () => {
-      const { dir, nameBytes, existing } = await this.prepareNew(cred, dirRef, name);
-      if (typeof target !== "string" || target.length === 0)
-        throw new FsError("INVAL", "empty symlink target");
-      const targetBytes = utf8(target);
-      if (targetBytes.length > SYMLINK_TARGET_BYTES_MAX) {
-        throw new FsError(
-          "NAMETOOLONG",
-          `symlink target of ${targetBytes.length} bytes exceeds ${SYMLINK_TARGET_BYTES_MAX}`,
-        );
-      }
-      if (existing !== null) throw new FsError("EXIST", `"${name}" exists`);
-      const attrsOfLink = { ...attrs, size: undefined };
-      const result = await this.makeNode(cred, dir, nameBytes, name, "lnk", attrsOfLink, {
-        size: targetBytes.length,
-      });
-      await this.store.tree.put(symlinkKey(result.ref.ino), targetBytes);
-      return result;
-    });
+    return this.changing(
+      async () => {
+        const { dir, nameBytes, existing } = await this.prepareNew(cred, dirRef, name);
+        if (typeof target !== "string" || target.length === 0)
+          throw new FsError("INVAL", "empty symlink target");
+        const targetBytes = utf8(target);
+        if (targetBytes.length > SYMLINK_TARGET_BYTES_MAX) {
+          throw new FsError(
+            "NAMETOOLONG",
+            `symlink target of ${targetBytes.length} bytes exceeds ${SYMLINK_TARGET_BYTES_MAX}`,
+          );
+        }
+        if (existing !== null) throw new FsError("EXIST", `"${name}" exists`);
+        const attrsOfLink = { ...attrs, size: undefined };
+        const result = await this.makeNode(cred, dir, nameBytes, name, "lnk", attrsOfLink, {
+          size: targetBytes.length,
+        });
+        await this.store.tree.put(symlinkKey(result.ref.ino), targetBytes);
+        return result;
+      },
+      { cred, op: (at) => ({ op: "symlink", at, dir: refOf(dirRef), name, target, attrs }) },
+    );
   }
 
   readlink(_cred: Credentials, ref: NodeRef): Promise<{ target: string; attr: Attr }> {
@@ -564,28 +674,42 @@ class FlotillaVolume implements Volume {
     attrs: CreateAttrs,
     rdev?: DeviceNumbers,
   ): Promise<CreateResult> {
-    return this.changing(async () => {
-      const { dir, nameBytes, existing } = await this.prepareNew(cred, dirRef, name);
-      if (!["chr", "blk", "sock", "fifo"].includes(type))
-        throw new FsError("BADTYPE", `cannot make a node of type ${type}`);
-      if ((type === "chr" || type === "blk") && !isRoot(cred))
-        throw new FsError("PERM", "only root may make device nodes");
-      if (existing !== null) throw new FsError("EXIST", `"${name}" exists`);
-      const device = type === "chr" || type === "blk" ? (rdev ?? { major: 0, minor: 0 }) : undefined;
-      if (device !== undefined) {
-        checkInteger(device.major, "major");
-        checkInteger(device.minor, "minor");
-      }
-      return this.makeNode(
+    return this.changing(
+      async () => {
+        const { dir, nameBytes, existing } = await this.prepareNew(cred, dirRef, name);
+        if (!["chr", "blk", "sock", "fifo"].includes(type))
+          throw new FsError("BADTYPE", `cannot make a node of type ${type}`);
+        if ((type === "chr" || type === "blk") && !isRoot(cred))
+          throw new FsError("PERM", "only root may make device nodes");
+        if (existing !== null) throw new FsError("EXIST", `"${name}" exists`);
+        const device = type === "chr" || type === "blk" ? (rdev ?? { major: 0, minor: 0 }) : undefined;
+        if (device !== undefined) {
+          checkInteger(device.major, "major");
+          checkInteger(device.minor, "minor");
+        }
+        return this.makeNode(
+          cred,
+          dir,
+          nameBytes,
+          name,
+          type,
+          { ...attrs, size: undefined },
+          device === undefined ? {} : { rdev: device },
+        );
+      },
+      {
         cred,
-        dir,
-        nameBytes,
-        name,
-        type,
-        { ...attrs, size: undefined },
-        device === undefined ? {} : { rdev: device },
-      );
-    });
+        op: (at) => ({
+          op: "mknod",
+          at,
+          dir: refOf(dirRef),
+          name,
+          type,
+          attrs,
+          ...(rdev === undefined ? {} : { rdev }),
+        }),
+      },
+    );
   }
 
   /** Drops one link; the object is deleted with its last link. */
@@ -620,7 +744,7 @@ class FlotillaVolume implements Volume {
     if (wantDir && child.entryCount > 0) throw new FsError("NOTEMPTY", `directory "${name}" is not empty`);
     await this.ensureSpace(0, "shrink");
     const before = wccOf(dir);
-    const now = this.clock.now();
+    const now = this.now();
     await removeEntry(this.store, dir, entry, nameBytes);
     if (wantDir) dir.nlink--;
     this.changed(dir, now, true);
@@ -630,11 +754,17 @@ class FlotillaVolume implements Volume {
   }
 
   remove(cred: Credentials, dirRef: NodeRef, name: string): Promise<Wcc> {
-    return this.changing(() => this.removeCommon(cred, dirRef, name, false));
+    return this.changing(() => this.removeCommon(cred, dirRef, name, false), {
+      cred,
+      op: (at) => ({ op: "remove", at, dir: refOf(dirRef), name }),
+    });
   }
 
   rmdir(cred: Credentials, dirRef: NodeRef, name: string): Promise<Wcc> {
-    return this.changing(() => this.removeCommon(cred, dirRef, name, true));
+    return this.changing(() => this.removeCommon(cred, dirRef, name, true), {
+      cred,
+      op: (at) => ({ op: "rmdir", at, dir: refOf(dirRef), name }),
+    });
   }
 
   rename(
@@ -644,61 +774,64 @@ class FlotillaVolume implements Volume {
     toRef: NodeRef,
     toName: string,
   ): Promise<RenameResult> {
-    return this.changing(async () => {
-      const fromDir = await this.inodeOf(fromRef);
-      const loadedTo = await this.inodeOf(toRef);
-      if (fromDir.type !== "dir") throw new FsError("NOTDIR", `object ${fromDir.ino} is not a directory`);
-      if (loadedTo.type !== "dir") throw new FsError("NOTDIR", `object ${loadedTo.ino} is not a directory`);
-      const toDir = loadedTo.ino === fromDir.ino ? fromDir : loadedTo;
-      const fromBytes = checkName(fromName, "existing");
-      const toBytes = checkName(toName, "existing");
-      requirePermission(fromDir, cred, W_OK | X_OK, "change the source directory");
-      requirePermission(toDir, cred, W_OK | X_OK, "change the target directory");
-      const entry = await findEntry(this.store, fromDir.ino, fromBytes, fromName);
-      if (entry === null) throw new FsError("NOENT", `no "${fromName}" in directory ${fromDir.ino}`);
-      const source = await this.loadChild(entry);
-      requireStickyAllows(fromDir, source, cred, fromName);
-      if (source.type === "dir") await this.refuseMoveIntoItself(source, toDir);
-      const targetEntry = await findEntry(this.store, toDir.ino, toBytes, toName);
-      const fromBefore = wccOf(fromDir);
-      const toBefore = wccOf(toDir);
-      const result = (): RenameResult => ({
-        from: { before: fromBefore, after: this.attrOf(fromDir) },
-        to: { before: toBefore, after: this.attrOf(toDir) },
-      });
-      if (targetEntry !== null && targetEntry.ino === source.ino) return result();
-      const target = targetEntry === null ? null : await this.loadChild(targetEntry);
-      if (target !== null) {
-        if (source.type === "dir" && target.type !== "dir")
-          throw new FsError("NOTDIR", `"${toName}" is not a directory`);
-        if (source.type !== "dir" && target.type === "dir")
-          throw new FsError("ISDIR", `"${toName}" is a directory`);
-        if (target.type === "dir" && target.entryCount > 0)
-          throw new FsError("NOTEMPTY", `directory "${toName}" is not empty`);
-        requireStickyAllows(toDir, target, cred, toName);
-      }
-      await this.ensureSpace(0, "grow");
-      const now = this.clock.now();
-      if (target !== null && targetEntry !== null) {
-        await removeEntry(this.store, toDir, targetEntry, toBytes);
-        if (target.type === "dir") toDir.nlink--;
-        await this.unlinkObject(target, now);
-      }
-      await removeEntry(this.store, fromDir, entry, fromBytes);
-      await addEntry(this.store, toDir, toBytes, toName, source);
-      if (source.type === "dir" && toDir !== fromDir) {
-        fromDir.nlink--;
-        toDir.nlink++;
-        source.parent = toDir.ino;
-      }
-      this.changed(source, now, false);
-      this.changed(fromDir, now, true);
-      if (toDir !== fromDir) this.changed(toDir, now, true);
-      await this.store.putInode(source);
-      await this.store.putInode(fromDir);
-      if (toDir !== fromDir) await this.store.putInode(toDir);
-      return result();
-    });
+    return this.changing(
+      async () => {
+        const fromDir = await this.inodeOf(fromRef);
+        const loadedTo = await this.inodeOf(toRef);
+        if (fromDir.type !== "dir") throw new FsError("NOTDIR", `object ${fromDir.ino} is not a directory`);
+        if (loadedTo.type !== "dir") throw new FsError("NOTDIR", `object ${loadedTo.ino} is not a directory`);
+        const toDir = loadedTo.ino === fromDir.ino ? fromDir : loadedTo;
+        const fromBytes = checkName(fromName, "existing");
+        const toBytes = checkName(toName, "existing");
+        requirePermission(fromDir, cred, W_OK | X_OK, "change the source directory");
+        requirePermission(toDir, cred, W_OK | X_OK, "change the target directory");
+        const entry = await findEntry(this.store, fromDir.ino, fromBytes, fromName);
+        if (entry === null) throw new FsError("NOENT", `no "${fromName}" in directory ${fromDir.ino}`);
+        const source = await this.loadChild(entry);
+        requireStickyAllows(fromDir, source, cred, fromName);
+        if (source.type === "dir") await this.refuseMoveIntoItself(source, toDir);
+        const targetEntry = await findEntry(this.store, toDir.ino, toBytes, toName);
+        const fromBefore = wccOf(fromDir);
+        const toBefore = wccOf(toDir);
+        const result = (): RenameResult => ({
+          from: { before: fromBefore, after: this.attrOf(fromDir) },
+          to: { before: toBefore, after: this.attrOf(toDir) },
+        });
+        if (targetEntry !== null && targetEntry.ino === source.ino) return result();
+        const target = targetEntry === null ? null : await this.loadChild(targetEntry);
+        if (target !== null) {
+          if (source.type === "dir" && target.type !== "dir")
+            throw new FsError("NOTDIR", `"${toName}" is not a directory`);
+          if (source.type !== "dir" && target.type === "dir")
+            throw new FsError("ISDIR", `"${toName}" is a directory`);
+          if (target.type === "dir" && target.entryCount > 0)
+            throw new FsError("NOTEMPTY", `directory "${toName}" is not empty`);
+          requireStickyAllows(toDir, target, cred, toName);
+        }
+        await this.ensureSpace(0, "grow");
+        const now = this.now();
+        if (target !== null && targetEntry !== null) {
+          await removeEntry(this.store, toDir, targetEntry, toBytes);
+          if (target.type === "dir") toDir.nlink--;
+          await this.unlinkObject(target, now);
+        }
+        await removeEntry(this.store, fromDir, entry, fromBytes);
+        await addEntry(this.store, toDir, toBytes, toName, source);
+        if (source.type === "dir" && toDir !== fromDir) {
+          fromDir.nlink--;
+          toDir.nlink++;
+          source.parent = toDir.ino;
+        }
+        this.changed(source, now, false);
+        this.changed(fromDir, now, true);
+        if (toDir !== fromDir) this.changed(toDir, now, true);
+        await this.store.putInode(source);
+        await this.store.putInode(fromDir);
+        if (toDir !== fromDir) await this.store.putInode(toDir);
+        return result();
+      },
+      { cred, op: (at) => ({ op: "rename", at, from: refOf(fromRef), fromName, to: refOf(toRef), toName }) },
+    );
   }
 
   /** A directory cannot move into itself or below itself: walk up from the target to the root. */
@@ -721,27 +854,30 @@ class FlotillaVolume implements Volume {
     dirRef: NodeRef,
     name: string,
   ): Promise<{ attr: Attr; dir: Wcc }> {
-    return this.changing(async () => {
-      const target = await this.inodeOf(targetRef);
-      const dir = await this.dirOf(dirRef);
-      if (target.type === "dir") throw new FsError("ISDIR", "cannot hard-link a directory");
-      const nameBytes = checkName(name, "new");
-      requirePermission(dir, cred, W_OK | X_OK, "change the directory");
-      if ((await findEntry(this.store, dir.ino, nameBytes, name)) !== null)
-        throw new FsError("EXIST", `"${name}" exists`);
-      if (target.nlink >= NLINK_MAX)
-        throw new FsError("MLINK", `object ${target.ino} has ${target.nlink} links already`);
-      await this.ensureSpace(0, "grow");
-      const before = wccOf(dir);
-      const now = this.clock.now();
-      await addEntry(this.store, dir, nameBytes, name, target);
-      target.nlink++;
-      this.changed(target, now, false);
-      this.changed(dir, now, true);
-      await this.store.putInode(target);
-      await this.store.putInode(dir);
-      return { attr: this.attrOf(target), dir: { before, after: this.attrOf(dir) } };
-    });
+    return this.changing(
+      async () => {
+        const target = await this.inodeOf(targetRef);
+        const dir = await this.dirOf(dirRef);
+        if (target.type === "dir") throw new FsError("ISDIR", "cannot hard-link a directory");
+        const nameBytes = checkName(name, "new");
+        requirePermission(dir, cred, W_OK | X_OK, "change the directory");
+        if ((await findEntry(this.store, dir.ino, nameBytes, name)) !== null)
+          throw new FsError("EXIST", `"${name}" exists`);
+        if (target.nlink >= NLINK_MAX)
+          throw new FsError("MLINK", `object ${target.ino} has ${target.nlink} links already`);
+        await this.ensureSpace(0, "grow");
+        const before = wccOf(dir);
+        const now = this.now();
+        await addEntry(this.store, dir, nameBytes, name, target);
+        target.nlink++;
+        this.changed(target, now, false);
+        this.changed(dir, now, true);
+        await this.store.putInode(target);
+        await this.store.putInode(dir);
+        return { attr: this.attrOf(target), dir: { before, after: this.attrOf(dir) } };
+      },
+      { cred, op: (at) => ({ op: "link", at, target: refOf(targetRef), dir: refOf(dirRef), name }) },
+    );
   }
 
   readdir(
@@ -795,6 +931,15 @@ class FlotillaVolume implements Volume {
         availFiles: free,
       };
     });
+  }
+
+  sync(): Promise<void> {
+    try {
+      this.usable();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.store.intentLog.durable();
   }
 
   commit(): Promise<void> {
@@ -871,12 +1016,14 @@ export async function mount(device: BlockDevice, options: MountOptions = {}): Pr
   const store = await VolumeStore.open(device, options.cacheBytes);
   const root = await store.getInode(ROOT_INO);
   if (root === null || root.type !== "dir") throw new FsError("IO", "the volume has no root directory");
-  return new FlotillaVolume(
+  const volume = new FlotillaVolume(
     store,
     root.gen,
     options.clock ?? systemClock,
     options.txgIntervalMs ?? TXG_INTERVAL_MS_DEFAULT,
   );
+  await volume.start();
+  return volume;
 }
 
 /** The storage engine under a volume returned by `mount` (for fsck, tools and tests). */

@@ -119,7 +119,7 @@ export function nfsProgram(options: NfsProgramOptions): RpcProgram {
       if (!admitted) throw new FsError("ACCES", `no export rule admits ${call.client.address}`);
       if (proc.mutating && req.rule.access === "ro") throw new FsError("ROFS", "the export is read-only");
       const extra = await proc.run(req, args, w);
-      if (proc.metadataChange && req.rule.sync) await req.volume.commit();
+      if (proc.metadataChange && req.rule.sync) await req.volume.sync();
       return { kind: "success", body: extra === undefined ? [w.bytes()] : [w.bytes(), ...extra] };
     } catch (error) {
       if (!(error instanceof FsError)) throw error;

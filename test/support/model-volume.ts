@@ -504,6 +504,8 @@ export class ModelVolume implements Volume {
 
   async commit(): Promise<void> {}
 
+  async sync(): Promise<void> {}
+
   async unmount(): Promise<void> {}
 
   // ---- checks, in the contract's order ----

@@ -26,9 +26,9 @@ test("mkfs makes a sparse volume, rounded down to whole blocks, that fsck finds 
 test("mkfs --force replaces an existing file with a fresh volume", async () => {
   const path = join(dir, "replace.img");
   await writeFile(path, "old contents");
-  const made = await runCli(["mkfs", path, "--size", "2M", "--force"]);
+  const made = await runCli(["mkfs", path, "--size", "3M", "--force"]);
   assert.equal(made.status, 0, made.stderr);
-  assert.equal((await stat(path)).size, 2 * 1024 * 1024);
+  assert.equal((await stat(path)).size, 3 * 1024 * 1024);
   assert.equal((await runCli(["fsck", path])).status, 0);
 });
 

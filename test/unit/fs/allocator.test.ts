@@ -8,7 +8,7 @@ const fresh = (blockCount: number): BlockAllocator =>
   new BlockAllocator(blockCount, RESERVED_BLOCK_COUNT, async () => undefined);
 
 test("allocation never hands out reserved blocks or blocks past the device end", async () => {
-  const allocator = fresh(100);
+  const allocator = fresh(RESERVED_BLOCK_COUNT + 100);
   const seen = new Set<number>();
   for (;;) {
     const run = await allocator.allocate(7).catch((e: unknown) => e);
@@ -19,20 +19,23 @@ test("allocation never hands out reserved blocks or blocks past the device end",
     assert.ok(!(run instanceof Error));
     const { start, count } = run as { start: number; count: number };
     for (let b = start; b < start + count; b++) {
-      assert.ok(b >= RESERVED_BLOCK_COUNT && b < 100, `block ${b} outside the data area`);
+      assert.ok(
+        b >= RESERVED_BLOCK_COUNT && b < RESERVED_BLOCK_COUNT + 100,
+        `block ${b} outside the data area`,
+      );
       assert.ok(!seen.has(b), `block ${b} handed out twice`);
       seen.add(b);
     }
   }
-  assert.equal(seen.size, 100 - RESERVED_BLOCK_COUNT);
+  assert.equal(seen.size, 100);
   assert.equal(allocator.freeBlocks, 0);
 });
 
 test("a block freed in the same transaction group is reusable at once; a committed one only after the commit", async () => {
-  const allocator = fresh(64);
+  const allocator = fresh(RESERVED_BLOCK_COUNT + 64);
   const first = await allocator.allocate(1);
   allocator.release(first.start);
-  assert.equal(allocator.freeBlocks, 64 - RESERVED_BLOCK_COUNT);
+  assert.equal(allocator.freeBlocks, 64);
   const kept = await allocator.allocate(1);
   allocator.commitDone();
   allocator.release(kept.start);
@@ -48,14 +51,14 @@ test("a block freed in the same transaction group is reusable at once; a committ
 });
 
 test("freeing a block twice is caught as a bug", async () => {
-  const allocator = fresh(64);
+  const allocator = fresh(RESERVED_BLOCK_COUNT + 64);
   const run = await allocator.allocate(1);
   allocator.release(run.start);
   assert.throws(() => allocator.release(run.start), /freed twice|not in use/);
 });
 
 test("runs are contiguous and cross no group boundary; allocation spans groups", async () => {
-  const allocator = fresh(GROUP_BLOCKS * 2 + 100);
+  const allocator = fresh(GROUP_BLOCKS * 2 + RESERVED_BLOCK_COUNT + 100);
   let total = 0;
   while (total < GROUP_BLOCKS * 2) {
     const run = await allocator.allocate(1000);
