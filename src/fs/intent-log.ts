@@ -8,6 +8,8 @@ const LOG_MAGIC = 0x4c544c46; // "FLTL"
 const HEADER_BYTES = 48;
 const CRC_OFFSET = BLOCK_BYTES - 4;
 const PAYLOAD_BYTES_MAX = CRC_OFFSET - HEADER_BYTES;
+/** Batches written at once (each waiting for its flush). */
+const BATCHES_IN_FLIGHT_MAX = 4;
 /** Event-loop turns a batch waits for more operations to join before it is written. */
 const GATHER_TURNS_MAX = 8;
 /** Blocks read at once when the log is replayed. */
@@ -128,7 +130,12 @@ export class IntentLog {
   private appended = 0;
   private durableSeq = 0;
   private waiters: Array<{ seq: number; resolve: () => void; reject: (error: unknown) => void }> = [];
-  private writing = false;
+  /** A batch is gathering operations. */
+  private gathering = false;
+  /** First positions of the batches written and not yet flushed, oldest first. */
+  private readonly inFlight: number[] = [];
+  /** Settles once every batch write begun so far has; rejects if one failed. */
+  private written: Promise<void> = Promise.resolve();
   /** A commit was asked for (the ring is full, or a write failed); until it is done nothing is written. */
   private commitAsked = false;
   private failure: unknown = null;
@@ -162,20 +169,12 @@ export class IntentLog {
   }
 
   private kick(): void {
-    if (this.writing || this.commitAsked || this.pending.length === 0) return;
-    this.writing = true;
-    this.gather().then(() => {
-      this.writeBatches().then(
-        () => {
-          this.writing = false;
-          if (this.waiters.length > 0) this.kick();
-        },
-        () => {
-          // The operations are in memory still: a commit makes them durable, or fails the volume.
-          this.writing = false;
-          this.askCommit();
-        },
-      );
+    if (this.gathering || this.commitAsked || this.pending.length === 0) return;
+    if (this.inFlight.length >= BATCHES_IN_FLIGHT_MAX) return;
+    this.gathering = true;
+    void this.gather().then(() => {
+      this.gathering = false;
+      this.startBatch();
     });
   }
 
@@ -191,30 +190,55 @@ export class IntentLog {
     }
   }
 
-  private async writeBatches(): Promise<void> {
-    while (this.pending.length > 0 && this.failure === null) {
-      const blocks = this.pack();
-      if (this.head + blocks.length - this.regionStart > INTENT_LOG_BLOCKS) {
-        // The commit this asks for takes the pending operations and resolves their waiters.
-        this.askCommit();
-        return;
-      }
-      const taken = this.pending;
-      this.pending = [];
-      const lastSeq = taken[taken.length - 1]!.seq;
-      const start = this.head;
-      const encoded = blocks.map((ops, i) =>
-        encodeLogBlock({ txg: this.txg, position: start + i, volumeId: this.volumeId }, ops),
-      );
-      this.head += blocks.length;
-      // A batch that wraps around the ring is two writes.
-      const firstPart = Math.min(encoded.length, INTENT_LOG_BLOCKS - (start % INTENT_LOG_BLOCKS));
-      await this.device.write(blockOf(start), joinBlocks(encoded.slice(0, firstPart)));
-      if (firstPart < encoded.length)
-        await this.device.write(blockOf(start + firstPart), joinBlocks(encoded.slice(firstPart)));
-      await this.device.flush();
-      this.markDurable(lastSeq);
+  /**
+   * Writes the pending operations as one batch. Batches overlap (a later one is written while an
+   * earlier one flushes), but each flush is called only once every earlier batch's write has
+   * finished, so a flushed batch never follows a gap: replay stops at the first missing block.
+   */
+  private startBatch(): void {
+    if (this.pending.length === 0 || this.commitAsked || this.failure !== null) return;
+    const blocks = this.pack();
+    const oldest = Math.min(this.regionStart, this.inFlight[0] ?? Number.POSITIVE_INFINITY);
+    if (this.head + blocks.length - oldest > INTENT_LOG_BLOCKS) {
+      // The commit this asks for takes the pending operations and resolves their waiters.
+      this.askCommit();
+      return;
     }
+    const taken = this.pending;
+    this.pending = [];
+    const lastSeq = taken[taken.length - 1]!.seq;
+    const start = this.head;
+    const encoded = blocks.map((ops, i) =>
+      encodeLogBlock({ txg: this.txg, position: start + i, volumeId: this.volumeId }, ops),
+    );
+    this.head += blocks.length;
+    this.inFlight.push(start);
+    // A batch that wraps around the ring is two writes.
+    const firstPart = Math.min(encoded.length, INTENT_LOG_BLOCKS - (start % INTENT_LOG_BLOCKS));
+    const mine = Promise.all([
+      this.device.write(blockOf(start), joinBlocks(encoded.slice(0, firstPart))),
+      firstPart < encoded.length
+        ? this.device.write(blockOf(start + firstPart), joinBlocks(encoded.slice(firstPart)))
+        : undefined,
+    ]);
+    const written = Promise.all([this.written, mine]).then(() => undefined);
+    written.catch(() => undefined);
+    this.written = written;
+    written
+      .then(() => this.device.flush())
+      .then(
+        () => {
+          this.inFlight.splice(this.inFlight.indexOf(start), 1);
+          this.markDurable(lastSeq);
+          this.kick();
+        },
+        () => {
+          // The operations are in memory still: a commit makes them durable, or fails the volume.
+          this.inFlight.splice(this.inFlight.indexOf(start), 1);
+          this.askCommit();
+        },
+      );
+    this.kick();
   }
 
   private askCommit(): void {
@@ -268,6 +292,8 @@ export class IntentLog {
     this.txg = txg;
     this.regionStart = begun.head;
     this.commitAsked = false;
+    // Records after the commit do not depend on older batches: a failed one stops nothing now.
+    this.written = Promise.resolve();
     this.markDurable(begun.covered);
     if (this.waiters.length > 0) this.kick();
   }
