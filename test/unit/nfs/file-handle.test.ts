@@ -33,3 +33,22 @@ test("a handle made under another vserver's key is BADHANDLE; so are wrong lengt
   assert.throws(() => codec.decode(new Uint8Array(0)), isBadHandle);
   assert.throws(() => codec.decode(new Uint8Array(64)), isBadHandle);
 });
+
+test("a handle verified once (and so remembered) is still refused when any bit of it changes", () => {
+  const codec = new FileHandleCodec(key(1));
+  const handles = Array.from({ length: 5000 }, (_, i) =>
+    codec.encode({ ...target, ref: { ino: i + 2, gen: 1 } }),
+  );
+  // More handles than the codec remembers: the oldest are forgotten and verified again.
+  for (const h of handles) codec.decode(h);
+  for (const h of [handles[0]!, handles[4999]!]) {
+    assert.equal(codec.decode(h).ref.gen, 1);
+    for (let bit = 0; bit < h.length * 8; bit += 7) {
+      const altered = h.slice();
+      altered[bit >> 3]! ^= 1 << (bit & 7);
+      assert.throws(() => codec.decode(altered), isBadHandle, `bit ${bit}`);
+    }
+  }
+  const other = new FileHandleCodec(key(2));
+  assert.throws(() => other.decode(handles[4999]!), isBadHandle, "another vserver's key");
+});
