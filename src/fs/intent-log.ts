@@ -11,7 +11,7 @@ const PAYLOAD_BYTES_MAX = CRC_OFFSET - HEADER_BYTES;
 /** Batches written at once (each waiting for its flush). */
 const BATCHES_IN_FLIGHT_MAX = 4;
 /** Event-loop turns a batch waits for more operations to join before it is written. */
-const GATHER_TURNS_MAX = 8;
+const GATHER_TURNS_MAX = 2;
 /** Blocks read at once when the log is replayed. */
 const REPLAY_READ_BLOCKS = 64;
 
