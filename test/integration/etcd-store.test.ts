@@ -174,7 +174,7 @@ describe("etcd coordination store", { skip, timeout: FILE_MS_MAX }, () => {
     await store.watch("/", 0, () => undefined, { onError: (error) => watchErrors.push(error) });
 
     // Frozen: the connection stays open but nothing answers, so only the deadline ends the call.
-    down.pause();
+    await down.pause();
     await rejectsPromptly(() => store.get("/kept"), "UNAVAILABLE");
     down.resume();
 

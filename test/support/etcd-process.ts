@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,8 @@ const PROBE_MS_MAX = 500;
 const PROBE_INTERVAL_MS = 50;
 /** SIGTERM makes etcd close its database and exit at once; this bounds a hang before SIGKILL. */
 const STOP_MS_MAX = 10_000;
+/** SIGSTOP takes effect in microseconds; this bounds waiting to see it in /proc. */
+const PAUSE_MS_MAX = 5_000;
 /** How much of etcd's log is kept for failure messages (the tail). */
 const LOG_CHARS_MAX = 32 * 1024;
 
@@ -27,8 +29,11 @@ export interface EtcdProcess extends AsyncDisposable {
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts etcd again on the same ports and data directory, and waits until it answers. */
   start(): Promise<void>;
-  /** Freezes etcd (SIGSTOP): its sockets stay open but nothing answers. */
-  pause(): void;
+  /**
+   * Freezes etcd (SIGSTOP): its sockets stay open but nothing answers. Resolves once every thread
+   * of etcd is stopped: kill(2) returns before a thread running on another core has stopped.
+   */
+  pause(): Promise<void>;
   resume(): void;
   /** Kills etcd and removes its data directory. */
   stop(): Promise<void>;
@@ -82,6 +87,18 @@ function etcdArgs(dataDir: string, clientPort: number, peerPort: number): string
     ["--logger", "zap"],
     ["--log-outputs", "stderr"],
   ].flat();
+}
+
+/** Whether every thread of process `pid` is in the stopped state ("T" in /proc/PID/task/TID/stat). */
+async function allThreadsStopped(pid: number): Promise<boolean> {
+  const tasks = await readdir(`/proc/${pid}/task`);
+  for (const tid of tasks) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => "");
+    // The state follows the command name, which is in parentheses and may itself hold spaces.
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    if (state !== "" && state !== "T" && state !== "t") return false;
+  }
+  return true;
 }
 
 /** Whether etcd answers its health check with a leader elected. */
@@ -167,8 +184,16 @@ class EtcdMember implements EtcdProcess {
     }
   }
 
-  pause(): void {
+  async pause(): Promise<void> {
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
     this.child?.kill("SIGSTOP");
+    const deadlineMs = performance.now() + PAUSE_MS_MAX;
+    while (!(await allThreadsStopped(pid))) {
+      if (performance.now() > deadlineMs)
+        throw new Error(`etcd (pid ${pid}) did not stop within ${PAUSE_MS_MAX} ms`);
+      await delay(1);
+    }
   }
 
   resume(): void {
