@@ -58,14 +58,18 @@ export class FileBlockDevice implements BlockDevice {
   }
 
   async read(blockIndex: number, blockCount: number): Promise<Uint8Array> {
-    const handle = this.#openHandle(blockIndex);
-    checkReadRange(this.blockCount, blockIndex, blockCount);
     const out = new Uint8Array(blockCount * BLOCK_BYTES);
-    await this.#transfer("read", blockIndex, out, async (offset, position) => {
-      const { bytesRead } = await handle.read(out, offset, out.length - offset, position);
+    await this.readInto(blockIndex, out);
+    return out;
+  }
+
+  async readInto(blockIndex: number, target: Uint8Array): Promise<void> {
+    const handle = this.#openHandle(blockIndex);
+    checkReadRange(this.blockCount, blockIndex, target.length / BLOCK_BYTES);
+    await this.#transfer("read", blockIndex, target, async (offset, position) => {
+      const { bytesRead } = await handle.read(target, offset, target.length - offset, position);
       return bytesRead;
     });
-    return out;
   }
 
   async write(blockIndex: number, data: Uint8Array): Promise<void> {

@@ -46,6 +46,11 @@ export interface BlockDevice {
   readonly holdsWritesBack: boolean;
   /** Reads `blockCount` blocks starting at `blockIndex`; the result is blockCount * BLOCK_BYTES long. */
   read(blockIndex: number, blockCount: number): Promise<Uint8Array>;
+  /**
+   * Reads `target.length / BLOCK_BYTES` blocks starting at `blockIndex` into `target`, for callers
+   * that reuse their buffers. Optional: without it a caller reads and copies.
+   */
+  readInto?(blockIndex: number, target: Uint8Array): Promise<void>;
   /** Writes whole blocks starting at `blockIndex`; `data.length` is a positive multiple of BLOCK_BYTES. */
   write(blockIndex: number, data: Uint8Array): Promise<void>;
   /** Durability barrier: every write that resolved before this call is on stable storage when it resolves. */

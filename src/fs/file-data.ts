@@ -1,8 +1,10 @@
+import assert from "node:assert/strict";
 import { BLOCK_BYTES, BLOCK_RUN_COUNT_MAX } from "../block/index.ts";
 import { checksum } from "./bytes.ts";
 import { FsError } from "./errors.ts";
 import { decodeExtent, type Extent, encodeExtent, extentKey, type Inode } from "./items.ts";
 import { EXTENT_BLOCKS_MAX, KEY_OFFSET_MAX } from "./layout.ts";
+import { POOLED_READ_BYTES, POOLED_READ_BYTES_MIN, readBuffers } from "./read-buffers.ts";
 import { deviceError, type VolumeStore } from "./store.ts";
 import { hex } from "./tree-node.ts";
 
@@ -36,13 +38,18 @@ export async function extentsOverlapping(
   return out;
 }
 
-/** Reads file blocks [first, first + count) into a buffer; holes read as zeros. Verifies every block. */
-async function readBlocks(
-  store: VolumeStore,
-  ino: number,
-  first: number,
-  count: number,
-): Promise<Uint8Array> {
+/** Bytes read from a file; `release` hands a pooled buffer back once nothing uses `bytes` any more. */
+export interface FileBytes {
+  readonly bytes: Uint8Array;
+  /** Called at most once; until then `bytes` stays as read. Not calling it only costs an allocation. */
+  readonly release: (() => void) | null;
+}
+
+/**
+ * Reads file blocks [first, first + count) into one buffer (pooled when large), each device run
+ * straight into its place; holes read as zeros. Verifies every block.
+ */
+async function readBlocks(store: VolumeStore, ino: number, first: number, count: number): Promise<FileBytes> {
   const extents = await extentsOverlapping(store, ino, first, first + count - 1);
   // Neighbouring extents that are also neighbours on the device are read with one call.
   const runs: Array<{ fileBlock: number; deviceBlock: number; crcs: number[] }> = [];
@@ -63,13 +70,20 @@ async function readBlocks(
       runs.push({ fileBlock: lo, deviceBlock, crcs });
     }
   }
-  const whole = runs.length === 1 && runs[0]!.fileBlock === first && runs[0]!.crcs.length === count;
-  let out: Uint8Array | null = null;
+  const bytes = count * BLOCK_BYTES;
+  const pooled = bytes >= POOLED_READ_BYTES_MIN && bytes <= POOLED_READ_BYTES ? readBuffers.take() : null;
+  const out = pooled === null ? new Uint8Array(bytes) : pooled.subarray(0, bytes);
+  const covered = runs.reduce((n, run) => n + run.crcs.length, 0);
+  // A reused buffer holds an earlier read's bytes: the holes must be cleared.
+  if (pooled !== null && covered < count) out.fill(0);
+  // On a failure other runs may still be reading into the buffer: it is left to the collector then.
   await Promise.all(
     runs.map(async (run) => {
-      let data: Uint8Array;
+      const at = (run.fileBlock - first) * BLOCK_BYTES;
+      const data = out.subarray(at, at + run.crcs.length * BLOCK_BYTES);
       try {
-        data = await store.device.read(run.deviceBlock, run.crcs.length);
+        if (store.device.readInto !== undefined) await store.device.readInto(run.deviceBlock, data);
+        else data.set(await store.device.read(run.deviceBlock, run.crcs.length));
       } catch (error) {
         throw deviceError(error, `cannot read data of inode ${ino}`);
       }
@@ -86,15 +100,18 @@ async function readBlocks(
           );
         }
       }
-      // One device run covering the whole request is returned as read: no second copy.
-      if (whole) out = data;
-      else {
-        out ??= new Uint8Array(count * BLOCK_BYTES);
-        out.set(data, (run.fileBlock - first) * BLOCK_BYTES);
-      }
     }),
   );
-  return out ?? new Uint8Array(count * BLOCK_BYTES);
+  let released = false;
+  const release =
+    pooled === null
+      ? null
+      : (): void => {
+          assert(!released, "a read's buffer is released once");
+          released = true;
+          readBuffers.give(pooled);
+        };
+  return { bytes: out, release };
 }
 
 /** Bytes [offset, offset + count) of the file, cut at its size. */
@@ -103,13 +120,16 @@ export async function readData(
   inode: Inode,
   offset: number,
   count: number,
-): Promise<Uint8Array> {
+): Promise<FileBytes> {
   const end = Math.min(offset + count, inode.size);
-  if (offset >= end) return new Uint8Array(0);
+  if (offset >= end) return { bytes: new Uint8Array(0), release: null };
   const first = Math.floor(offset / BLOCK_BYTES);
   const blockCount = Math.ceil(end / BLOCK_BYTES) - first;
   const blocks = await readBlocks(store, inode.ino, first, blockCount);
-  return blocks.subarray(offset - first * BLOCK_BYTES, end - first * BLOCK_BYTES);
+  return {
+    bytes: blocks.bytes.subarray(offset - first * BLOCK_BYTES, end - first * BLOCK_BYTES),
+    release: blocks.release,
+  };
 }
 
 /**
@@ -236,7 +256,7 @@ export async function writeData(
         ? store.slab.take(count)
         : new Uint8Array(count * BLOCK_BYTES);
     if (offset % BLOCK_BYTES !== 0 && first * BLOCK_BYTES < inode.size) {
-      buffer.set(await readBlocks(store, inode.ino, first, 1), 0);
+      buffer.set((await readBlocks(store, inode.ino, first, 1)).bytes, 0);
     }
     const lastBlock = first + count - 1;
     if (
@@ -244,7 +264,7 @@ export async function writeData(
       (lastBlock !== first || offset % BLOCK_BYTES === 0) &&
       lastBlock * BLOCK_BYTES < inode.size
     ) {
-      buffer.set(await readBlocks(store, inode.ino, lastBlock, 1), (count - 1) * BLOCK_BYTES);
+      buffer.set((await readBlocks(store, inode.ino, lastBlock, 1)).bytes, (count - 1) * BLOCK_BYTES);
     }
     buffer.set(data, offset - first * BLOCK_BYTES);
   }
@@ -263,7 +283,8 @@ export async function truncateData(store: VolumeStore, inode: Inode, size: numbe
       const lastBlock = keep - 1;
       const mapped = await extentsOverlapping(store, inode.ino, lastBlock, lastBlock);
       if (mapped.length > 0) {
-        const block = await readBlocks(store, inode.ino, lastBlock, 1);
+        // One block is never pooled: this buffer is ours to change and keep.
+        const block = (await readBlocks(store, inode.ino, lastBlock, 1)).bytes;
         block.fill(0, tail);
         await writeBlocks(store, inode, lastBlock, block, true);
       }

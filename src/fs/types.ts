@@ -116,6 +116,11 @@ export interface ReadResult {
   readonly data: Uint8Array;
   readonly eof: boolean;
   readonly attr: Attr;
+  /**
+   * When present, `data` is a view of a reused buffer: call this once nothing uses it any more (after
+   * the reply carrying it is sent), at most once. Not calling it only costs a fresh allocation later.
+   */
+  readonly release?: () => void;
 }
 
 export interface WriteResult {

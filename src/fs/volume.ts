@@ -369,8 +369,9 @@ class FlotillaVolume implements Volume {
       requirePermission(inode, cred, R_OK, "read the file");
       checkInteger(offset, "offset");
       checkInteger(count, "count");
-      const data = await readData(this.store, inode, offset, Math.min(count, READ_BYTES_MAX));
-      return { data, eof: offset + data.length >= inode.size, attr: this.attrOf(inode) };
+      const { bytes, release } = await readData(this.store, inode, offset, Math.min(count, READ_BYTES_MAX));
+      const result = { data: bytes, eof: offset + bytes.length >= inode.size, attr: this.attrOf(inode) };
+      return release === null ? result : { ...result, release };
     });
   }
 

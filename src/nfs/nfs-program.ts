@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import type { Logger } from "pino";
 import { FsError, NFS3_STATUS } from "../fs/index.ts";
@@ -120,8 +121,11 @@ export function nfsProgram(options: NfsProgramOptions): RpcProgram {
       if (proc.mutating && req.rule.access === "ro") throw new FsError("ROFS", "the export is read-only");
       const extra = await proc.run(req, args, w);
       if (proc.metadataChange && req.rule.sync) await req.volume.sync();
-      return { kind: "success", body: extra === undefined ? [w.bytes()] : [w.bytes(), ...extra] };
+      const body = extra === undefined ? [w.bytes()] : [w.bytes(), ...extra];
+      return req.sent === undefined ? { kind: "success", body } : { kind: "success", body, sent: req.sent };
     } catch (error) {
+      // The reply that would have carried a reused buffer is not sent: the buffer is free at once.
+      req.sent?.();
       if (!(error instanceof FsError)) throw error;
       if (log.isLevelEnabled("debug"))
         log.debug({ proc: proc.name, code: error.code, err: error.message }, "nfs error");
@@ -152,6 +156,11 @@ export function nfsProgram(options: NfsProgramOptions): RpcProgram {
                 : 64,
         );
       }
+      // A cached reply may be sent again later: its body must never be a reused buffer.
+      assert(
+        !proc.mutating || outcome.kind !== "success" || outcome.sent === undefined,
+        "cached replies own their bytes",
+      );
       return outcome;
     } finally {
       const status = outcome === undefined ? undefined : statusOf(outcome);

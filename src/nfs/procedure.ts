@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import type { Attr, Credentials, NodeRef, Volume } from "../fs/index.ts";
 import { FsError, isFsError } from "../fs/index.ts";
 import type { RpcCall } from "../rpc/types.ts";
@@ -57,6 +58,8 @@ export class NfsRequest {
   readonly cred: Credentials;
   /** False for a client no export rule admits: its failure replies carry no attributes. */
   readonly admitted: boolean;
+  /** What to do once the reply has been sent: hand a reused read buffer back (see `afterSent`). */
+  sent: (() => void) | undefined;
 
   constructor(
     service: NfsVolumeService,
@@ -74,6 +77,12 @@ export class NfsRequest {
 
   get volume(): Volume {
     return this.service.volume;
+  }
+
+  /** Runs `hook` once the reply's bytes are with the kernel, or the reply is given up. One per call. */
+  afterSent(hook: () => void): void {
+    assert(this.sent === undefined, "one after-sent hook per call");
+    this.sent = hook;
   }
 
   get fsid(): bigint {

@@ -7,7 +7,12 @@ import type { ClientAddress } from "./types.ts";
 /** What to do once a record has been processed. */
 export type RecordResult =
   /** A reply, record marking included. */
-  | { readonly kind: "reply"; readonly record: readonly Uint8Array[] }
+  | {
+      readonly kind: "reply";
+      readonly record: readonly Uint8Array[];
+      /** Called once the record is with the kernel or dropped: its buffers may be reused then. */
+      readonly sent?: () => void;
+    }
   | { readonly kind: "none" }
   /** The stream makes no sense any more: drop the connection (and the replies still to come). */
   | { readonly kind: "close"; readonly reason: string };
@@ -164,7 +169,7 @@ export class ServerConnection {
   private finish(result: RecordResult): void {
     this.inFlight--;
     assert(this.inFlight >= 0, "in-flight count went negative");
-    if (result.kind === "reply") this.write(result.record);
+    if (result.kind === "reply") this.write(result.record, result.sent);
     if (result.kind === "close") {
       this.log.warn({ reason: result.reason }, "closing connection");
       this.socket.destroy();
@@ -175,9 +180,12 @@ export class ServerConnection {
     else this.pump();
   }
 
-  private write(record: readonly Uint8Array[]): void {
+  private write(record: readonly Uint8Array[], sent: (() => void) | undefined): void {
     // A reply for a client that has gone is dropped: it will retransmit on its next connection.
-    if (this.socket.destroyed || this.ended) return;
+    if (this.socket.destroyed || this.ended) {
+      sent?.();
+      return;
+    }
     // Replies that complete in the same tick leave in one writev: one system call, not one each.
     if (!this.corked) {
       this.corked = true;
@@ -185,7 +193,15 @@ export class ServerConnection {
       process.nextTick(this.uncork);
     }
     let accepted = true;
-    for (const chunk of record) accepted = this.socket.write(chunk);
+    const last = record.length - 1;
+    for (let i = 0; i < last; i++) accepted = this.socket.write(record[i]!);
+    // Node runs a write's callback once its bytes are with the kernel, or with the error that ended
+    // the socket; the chunks before it of the same record are done by then too.
+    if (last >= 0)
+      accepted =
+        sent === undefined
+          ? this.socket.write(record[last]!)
+          : this.socket.write(record[last]!, () => sent());
     if (!accepted) this.writeBlocked = true;
   }
 

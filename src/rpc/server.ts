@@ -229,7 +229,10 @@ export class RpcServer implements AsyncDisposable {
     };
     const outcome = await this.runHandler(resolution.handler, call, resolution.program.name);
     if (outcome.kind === "drop") return NO_REPLY;
-    return { kind: "reply", record: encodeReplyRecord(call.xid, outcome) };
+    const reply = encodeReplyRecord(call.xid, outcome);
+    return outcome.kind === "success" && outcome.sent !== undefined
+      ? { kind: "reply", record: reply, sent: outcome.sent }
+      : { kind: "reply", record: reply };
   }
 
   private async runHandler(handler: RpcHandler, call: RpcCall, programName: string): Promise<RpcOutcome> {

@@ -72,7 +72,12 @@ export interface RpcCall {
  */
 export type RpcOutcome =
   /** The encoded results; several chunks are sent back to back without copying. */
-  | { readonly kind: "success"; readonly body: readonly Uint8Array[] }
+  | {
+      readonly kind: "success";
+      readonly body: readonly Uint8Array[];
+      /** Called once the body has left for the kernel or is given up: its buffers may be reused then. */
+      readonly sent?: () => void;
+    }
   | { readonly kind: "garbage-args" }
   | { readonly kind: "system-error" }
   | { readonly kind: "auth-error"; readonly stat: AuthStatCode }

@@ -10,7 +10,8 @@ interface ReadArgs {
 
 const PADDING = new Uint8Array(3);
 
-/** READ (RFC 1813 3.3.6): up to `count` bytes (clamped to rtmax); the data goes out without a copy. */
+/** READ (RFC 1813 3.3.6): up to `count` bytes (clamped to rtmax); the data goes out without a copy,
+ * from a buffer reused once the reply is sent. */
 export const read: NfsProcedure<ReadArgs> = {
   name: "READ",
   mutating: false,
@@ -19,6 +20,7 @@ export const read: NfsProcedure<ReadArgs> = {
   async run(req, args, w) {
     const count = Math.min(args.count, TRANSFER_BYTES_MAX);
     const result = await req.volume.read(req.cred, req.resolve(args.file), args.offset, count);
+    if (result.release !== undefined) req.afterSent(result.release);
     w.u32(NFS3_OK);
     writePostOpAttr(w, result.attr, req.fsid);
     w.u32(result.data.length).bool(result.eof).u32(result.data.length);
