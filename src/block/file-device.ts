@@ -13,6 +13,8 @@ const SHORT_TRANSFER_RETRIES_MAX = 64;
 export class FileBlockDevice implements BlockDevice {
   readonly blockCount: number;
   readonly holdsWritesBack = true;
+  /** pwrite has copied the bytes into the page cache by the time a write resolves. */
+  readonly releasesWrittenData = true;
   readonly path: string;
   #handle: FileHandle | undefined;
 

@@ -51,6 +51,11 @@ export interface BlockDevice {
    * that reuse their buffers. Optional: without it a caller reads and copies.
    */
   readInto?(blockIndex: number, target: Uint8Array): Promise<void>;
+  /**
+   * True when a write that has resolved keeps no reference to its `data`, so the caller may reuse
+   * the buffer at once. Unset means it may (a cache, a retry queue): the caller must not reuse it.
+   */
+  readonly releasesWrittenData?: boolean;
   /** Writes whole blocks starting at `blockIndex`; `data.length` is a positive multiple of BLOCK_BYTES. */
   write(blockIndex: number, data: Uint8Array): Promise<void>;
   /** Durability barrier: every write that resolved before this call is on stable storage when it resolves. */

@@ -1,4 +1,4 @@
-import { crc32 } from "node:zlib";
+import { crc32 } from "../util/crc32.ts";
 
 /** CRC-32 of a block or buffer: the checksum every pointer in the volume carries. */
 export function checksum(data: Uint8Array): number {

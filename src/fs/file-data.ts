@@ -17,6 +17,8 @@ const DEFERRED_WRITE_BYTES_MAX = 64 * 1024;
  */
 export interface Landing {
   readonly landed: Promise<void> | null;
+  /** True when the caller's bytes themselves (not a copy) go to the device: they must not change until landed. */
+  readonly usesCallerBytes: boolean;
 }
 
 const extentEnd = (e: Extent): number => e.fileBlock + e.crcs.length;
@@ -224,7 +226,7 @@ async function writeBlocks(
   // The caller awaits it; until then a failure must not surface as an unhandled rejection.
   landed.catch(() => undefined);
   await remap(store, inode, first, count, fresh);
-  return { landed: deferred ? null : landed };
+  return { landed: deferred ? null : landed, usesCallerBytes: data === given && !owned };
 }
 
 /** Number of device blocks a write of `length` bytes at `offset` allocates. */

@@ -1,5 +1,5 @@
-import { crc32 } from "node:zlib";
 import { assert } from "../util/assert.ts";
+import { crc32 } from "../util/crc32.ts";
 import { fromUtf8, readU48, readU64, utf8, viewOf, writeU48, writeU64 } from "./bytes.ts";
 import { FsError } from "./errors.ts";
 import { DIR_FIRST_SEQ, EXTENT_BLOCKS_MAX, ItemType, type Key, key } from "./layout.ts";

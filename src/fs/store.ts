@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { crc32 } from "node:zlib";
 import type { BlockDevice } from "../block/index.ts";
 import { BLOCK_BYTES, BlockDeviceError } from "../block/index.ts";
 import { assert } from "../util/assert.ts";
+import { crc32 } from "../util/crc32.ts";
 import { BlockAllocator, type BlockRun, bitmapKey } from "./allocator.ts";
 import { NodeCache } from "./block-cache.ts";
 import { coalesceBlocks } from "./block-runs.ts";

@@ -128,6 +128,11 @@ export interface WriteResult {
   /** The stability actually reached: at least what was asked. */
   readonly committed: Stability;
   readonly wcc: Wcc;
+  /**
+   * True when nothing in the volume or its device refers to the caller's `data` any more (it was
+   * copied, or written and the device keeps no reference): the caller may reuse that buffer.
+   */
+  readonly dataReleased?: boolean;
 }
 
 export interface DirEntry {

@@ -407,7 +407,9 @@ class FlotillaVolume implements Volume {
     );
     // Outside the lock: other calls go on while the device takes the data.
     if (landing?.landed) await landing.landed;
-    return reply;
+    const released =
+      landing === null || !landing.usesCallerBytes || this.store.device.releasesWrittenData === true;
+    return released ? { ...reply, dataReleased: true } : reply;
   }
 
   async write(

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { crc32 } from "node:zlib";
 import type { Logger } from "pino";
 import { FsError, NFS3_STATUS } from "../fs/index.ts";
 import type { RpcCall, RpcOutcome, RpcProgram } from "../rpc/types.ts";
+import { crc32 } from "../util/crc32.ts";
 import { XdrWriter } from "../xdr/index.ts";
 import type { DuplicateRequestCache } from "./dup-cache.ts";
 import { type ExportRule, type ExportTable, effectiveCredentials } from "./exports.ts";

@@ -85,6 +85,11 @@ export class NfsRequest {
     this.sent = hook;
   }
 
+  /** Nothing this call keeps refers to its argument bytes any more: the RPC layer may reuse them. */
+  releaseArgs(): void {
+    this.call.releaseArgs?.();
+  }
+
   get fsid(): bigint {
     return this.service.fsid;
   }

@@ -1,4 +1,5 @@
 import { assert } from "../util/assert.ts";
+import type { BufferPool } from "../util/buffer-pool.ts";
 import { RPC_FRAGMENTS_PER_RECORD_MAX, RPC_RECORD_BYTES_MAX } from "./types.ts";
 
 /** The record-marking header (RFC 5531 section 11): the top bit marks the last fragment. */
@@ -27,6 +28,12 @@ export class RecordMarkingError extends Error {
 export interface RecordDecoderOptions {
   readonly recordBytesMax?: number;
   readonly fragmentsPerRecordMax?: number;
+  /**
+   * Where a record of at least `pooledBytesMin` bytes that must be copied is put; its user gives the
+   * buffer back (or not). Without a pool every copied record is a fresh buffer.
+   */
+  readonly pool?: BufferPool;
+  readonly pooledBytesMin?: number;
 }
 
 /**
@@ -40,6 +47,8 @@ export interface RecordDecoderOptions {
 export class RecordDecoder {
   private readonly recordBytesMax: number;
   private readonly fragmentsPerRecordMax: number;
+  private readonly pool: BufferPool | undefined;
+  private readonly pooledBytesMin: number;
   /** Pushed chunks not yet consumed; `chunks[chunkIndex]` is read from `chunkOffset`. */
   private chunks: Uint8Array[] = [];
   private chunkIndex = 0;
@@ -56,6 +65,8 @@ export class RecordDecoder {
   constructor(options: RecordDecoderOptions = {}) {
     this.recordBytesMax = options.recordBytesMax ?? RPC_RECORD_BYTES_MAX;
     this.fragmentsPerRecordMax = options.fragmentsPerRecordMax ?? RPC_FRAGMENTS_PER_RECORD_MAX;
+    this.pool = options.pool;
+    this.pooledBytesMin = options.pooledBytesMin ?? 0;
     assert(this.recordBytesMax >= 0 && this.recordBytesMax <= FRAGMENT_BYTES_MASK, "recordBytesMax range");
     assert(this.fragmentsPerRecordMax >= 1, "fragmentsPerRecordMax must be at least 1");
   }
@@ -166,7 +177,14 @@ export class RecordDecoder {
     this.recordBytes = 0;
     this.fragmentCount = 0;
     if (pieces.length === 1) return pieces[0]!;
-    const record = new Uint8Array(recordBytes);
+    // A fresh 1 MiB buffer per WRITE cost more than the copy itself (fresh pages from the kernel
+    // each time); a pooled one is reused. A fresh one is not zeroed first: every byte is copied over.
+    const pooled =
+      this.pool !== undefined && recordBytes >= this.pooledBytesMin && recordBytes <= this.pool.bufferBytes;
+    const record: Uint8Array =
+      pooled && this.pool !== undefined
+        ? this.pool.take().subarray(0, recordBytes)
+        : new Uint8Array(Buffer.allocUnsafeSlow(recordBytes).buffer, 0, recordBytes);
     let at = 0;
     for (const piece of pieces) {
       record.set(piece, at);

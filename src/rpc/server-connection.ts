@@ -1,6 +1,7 @@
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import { assert } from "../util/assert.ts";
+import { POOLED_RECORD_BYTES_MIN, recordBuffers } from "./record-buffers.ts";
 import { RecordDecoder, RecordMarkingError } from "./record-marking.ts";
 import type { ClientAddress } from "./types.ts";
 
@@ -77,6 +78,8 @@ export class ServerConnection {
     this.decoder = new RecordDecoder({
       recordBytesMax: options.recordBytesMax,
       fragmentsPerRecordMax: options.fragmentsPerRecordMax,
+      pool: recordBuffers,
+      pooledBytesMin: POOLED_RECORD_BYTES_MIN,
     });
     this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
     socket.setNoDelay(true);

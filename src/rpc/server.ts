@@ -6,6 +6,7 @@ import { XdrError } from "../xdr/index.ts";
 import { decodeCall, encodeReplyRecord } from "./message.ts";
 import { afterDelay } from "./one-shot.ts";
 import { ProgramRegistry } from "./program-registry.ts";
+import { recordBuffers } from "./record-buffers.ts";
 import {
   normalizeAddress,
   type RecordResult,
@@ -199,6 +200,20 @@ export class RpcServer implements AsyncDisposable {
   }
 
   private async process(record: Uint8Array, connection: ServerConnection): Promise<RecordResult> {
+    let released = false;
+    const result = await this.processRecord(record, connection, () => {
+      released = true;
+    });
+    // Only a pooled record is given back, once the handler has returned and said it keeps none of it.
+    if (released && recordBuffers.lent(record)) recordBuffers.give(record);
+    return result;
+  }
+
+  private async processRecord(
+    record: Uint8Array,
+    connection: ServerConnection,
+    releaseArgs: () => void,
+  ): Promise<RecordResult> {
     const decoded = decodeCall(record);
     switch (decoded.kind) {
       case "unparseable":
@@ -226,6 +241,7 @@ export class RpcServer implements AsyncDisposable {
       args: decoded.args,
       client: connection.client,
       connectionId: connection.id,
+      releaseArgs,
     };
     const outcome = await this.runHandler(resolution.handler, call, resolution.program.name);
     if (outcome.kind === "drop") return NO_REPLY;

@@ -64,6 +64,11 @@ export interface RpcCall {
   readonly client: ClientAddress;
   /** Distinct per TCP connection over the server's life. */
   readonly connectionId: number;
+  /**
+   * The handler says that nothing it keeps, once it has returned, refers to `args`' bytes (a WRITE
+   * whose data the volume has copied or written): the server may then reuse the record's buffer.
+   */
+  readonly releaseArgs?: () => void;
 }
 
 /**

@@ -10,9 +10,9 @@
  */
 import { endianness } from "node:os";
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
 import { BLOCK_BYTES } from "../block/types.ts";
 import { assert } from "../util/assert.ts";
+import { crc32 } from "../util/crc32.ts";
 import { TEMP_SUFFIX } from "./durable-file.ts";
 import { CHUNK_BLOCKS_MAX, type ChunkRef, StorageError, VOLUME_ID_PATTERN } from "./types.ts";
 

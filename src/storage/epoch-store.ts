@@ -9,9 +9,9 @@
  */
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
 import { type Logger, pino } from "pino";
 import { assert } from "../util/assert.ts";
+import { crc32 } from "../util/crc32.ts";
 import { replaceFile, TEMP_SUFFIX } from "./durable-file.ts";
 import { KeyedRwLock } from "./keyed-lock.ts";
 import { StorageError, VOLUME_ID_PATTERN } from "./types.ts";

@@ -20,6 +20,8 @@ import {
 import { assertConformant, startCapture } from "./tshark.ts";
 
 const BIG_FILE_BYTES = 100 * 1024 * 1024;
+/** The copy whose traffic tshark checks: large enough for many 1 MiB calls in flight. */
+const CAPTURED_FILE_BYTES = 16 * 1024 * 1024;
 const LISTED_ENTRY_COUNT = 10_000;
 /** Bounds on single client runs: generous for CI, short enough that a hung server fails the test. */
 const CLIENT_MS_MAX = 120_000;
@@ -167,25 +169,32 @@ describe("libnfs against flotilla serve", { skip, timeout: TEST_MS_MAX * 4 }, ()
       });
     });
 
-    test("nfs-cp copies 100 MiB in and out byte for byte", { timeout: TEST_MS_MAX }, async () => {
-      const source = join(work, "big-source");
-      const back = join(work, "big-back");
-      await writeRandomFile(source, BIG_FILE_BYTES);
-      const url = server().fileUrl("big", { uid: 0, gid: 0 });
-      await captured(server(), { nfs: true, mount: true }, async () => {
-        assertRan(await run("nfs-cp", [source, url], { timeoutMs: BIG_COPY_MS_MAX }), server());
-        assertRan(await run("nfs-cp", [url, back], { timeoutMs: BIG_COPY_MS_MAX }), server());
-      });
-      assert.equal(
-        await sha256(back),
-        await sha256(source),
-        "the copy that came back differs from the one sent",
-      );
-      const stat = await tool(server(), 0, 0, "stat", "/big");
-      assertRan(stat, server());
-      assert.equal(statFields(stat.stdout).size, String(BIG_FILE_BYTES));
-      await rm(source);
-      await rm(back);
+    test("nfs-cp copies 100 MiB in and out byte for byte; a captured 16 MiB copy is conformant", {
+      timeout: TEST_MS_MAX,
+    }, async () => {
+      // The 100 MiB copy is not captured: at loopback speed the capture drops packets (and then
+      // cannot be judged); a smaller captured copy still has many 1 MiB READs and WRITEs in flight.
+      for (const [name, bytes, capture] of [
+        ["big", BIG_FILE_BYTES, false],
+        ["captured", CAPTURED_FILE_BYTES, true],
+      ] as const) {
+        const source = join(work, `${name}-source`);
+        const back = join(work, `${name}-back`);
+        await writeRandomFile(source, bytes);
+        const url = server().fileUrl(name, { uid: 0, gid: 0 });
+        const copyInAndOut = async (): Promise<void> => {
+          assertRan(await run("nfs-cp", [source, url], { timeoutMs: BIG_COPY_MS_MAX }), server());
+          assertRan(await run("nfs-cp", [url, back], { timeoutMs: BIG_COPY_MS_MAX }), server());
+        };
+        if (capture) await captured(server(), { nfs: true, mount: true }, copyInAndOut);
+        else await copyInAndOut();
+        assert.equal(await sha256(back), await sha256(source), `the ${name} copy that came back differs`);
+        const stat = await tool(server(), 0, 0, "stat", `/${name}`);
+        assertRan(stat, server());
+        assert.equal(statFields(stat.stdout).size, String(bytes));
+        await rm(source);
+        await rm(back);
+      }
     });
   });
 

@@ -23,7 +23,10 @@ const STABLE_HOW: Record<Stability, number> = {
   "file-sync": StableHow.FILE_SYNC,
 };
 
-/** WRITE (RFC 1813 3.3.7): writes at the asked stability and answers with the write verifier. */
+/**
+ * WRITE (RFC 1813 3.3.7): writes at the asked stability and answers with the write verifier. Once
+ * the volume no longer needs the data, the call's record goes back to the RPC layer for reuse.
+ */
 export const write: NfsProcedure<WriteArgs> = {
   name: "WRITE",
   mutating: true,
@@ -42,6 +45,8 @@ export const write: NfsProcedure<WriteArgs> = {
     const data = args.data.subarray(0, args.count);
     const stability = STABILITY[args.stable] ?? "file-sync";
     const result = await req.volume.write(req.cred, req.resolve(args.file), args.offset, data, stability);
+    // The handle and data are views of the call's record; neither is used past this point.
+    if (result.dataReleased === true) req.releaseArgs();
     w.u32(NFS3_OK);
     writeWcc(w, result.wcc, req.fsid);
     w.u32(result.count).u32(STABLE_HOW[result.committed]).opaqueFixed(req.service.writeVerifier);

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
-import { FaultyBlockDevice } from "../../../src/block/index.ts";
+import { FaultyBlockDevice, FileBlockDevice } from "../../../src/block/index.ts";
 import { engineOf, FsError, mkfs, mount } from "../../../src/fs/index.ts";
 import { ROOT } from "../../support/fs-ops.ts";
 
@@ -80,4 +83,37 @@ test("a held-back write the device refuses fails the commit and the volume, not 
     (error: unknown) => error instanceof FsError && /remount/.test(error.message),
   );
   assert.ok(engineOf(volume).failure !== null);
+});
+
+test("a write says when the caller's buffer is free again, and reusing it then changes nothing", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "flotilla-landing-"));
+  try {
+    const fileDevice = await FileBlockDevice.create(join(dir, "d.img"), 64 * 1024 * 1024);
+    await mkfs(fileDevice);
+    const onFile = await mount(fileDevice, { txgIntervalMs: 0 });
+    const made = await onFile.create(ROOT, onFile.rootRef, "f", { kind: "guarded", attrs: { mode: 0o644 } });
+    const buffer = bytesOf(3, 1024 * 1024);
+    const large = await onFile.write(ROOT, made.ref, 0, buffer, "unstable");
+    assert.equal(large.dataReleased, true, "a file device keeps nothing of a written buffer");
+    buffer.fill(0x5a);
+    await onFile.commit();
+    assert.deepEqual((await onFile.read(ROOT, made.ref, 0, 1024 * 1024)).data, bytesOf(3, 1024 * 1024));
+    await onFile.unmount();
+
+    // A device that may keep the bytes (this one holds them as its volatile cache) releases nothing.
+    const faulty = new FaultyBlockDevice(16384);
+    await mkfs(faulty);
+    const onFaulty = await mount(faulty, { txgIntervalMs: 0 });
+    const other = await onFaulty.create(ROOT, onFaulty.rootRef, "f", {
+      kind: "guarded",
+      attrs: { mode: 0o644 },
+    });
+    const held = await onFaulty.write(ROOT, other.ref, 0, bytesOf(4, 1024 * 1024), "unstable");
+    assert.equal(held.dataReleased, undefined);
+    const copied = await onFaulty.write(ROOT, other.ref, 10, bytesOf(5, 100), "unstable");
+    assert.equal(copied.dataReleased, true, "a small write is copied, so its buffer is free at once");
+    await onFaulty.unmount();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -12,7 +12,7 @@ import {
   FileBlockDevice,
 } from "../../../src/block/index.ts";
 import { mkfs, mount, type Volume } from "../../../src/fs/index.ts";
-import { POOLED_READ_BYTES, POOLED_READ_BYTES_MIN, ReadBufferPool } from "../../../src/fs/read-buffers.ts";
+import { POOLED_READ_BYTES_MIN } from "../../../src/fs/read-buffers.ts";
 import { ROOT } from "../../support/fs-ops.ts";
 
 const MIB = 1024 * 1024;
@@ -105,21 +105,4 @@ test("a read's release may be called once only", async () => {
     read.release?.();
     assert.throws(() => read.release?.(), /released once/);
   });
-});
-
-test("ReadBufferPool: hands back what it was given, bounded, and refuses a buffer given back twice", () => {
-  const pool = new ReadBufferPool(2);
-  const a = pool.take();
-  const b = pool.take();
-  const c = pool.take();
-  assert.equal(a.byteLength, POOLED_READ_BYTES);
-  assert.notEqual(a.buffer, b.buffer);
-  pool.give(a);
-  assert.throws(() => pool.give(a), /given back once/);
-  pool.give(b);
-  pool.give(c);
-  assert.equal(pool.freeCount, 2, "no more than the bound are kept");
-  const again = [pool.take(), pool.take()];
-  assert.deepEqual(new Set(again.map((x) => x.buffer)), new Set([b.buffer, a.buffer]));
-  assert.throws(() => pool.give(a.subarray(0, BLOCK_BYTES)), /whole/);
 });
