@@ -86,6 +86,8 @@ export class RemoteBlockDevice implements BlockDevice {
   private acking = false;
   /** Servers written to since the last flush began. */
   private dirtyServers = new Set<string>();
+  /** Flushes under way: a later flush also waits for them, since they took servers it needs. */
+  private readonly flushesInFlight = new Set<Promise<void>>();
   /** Writes take a chunk's lock shared; a read repair takes it exclusive, so it never undoes a write. */
   private readonly chunkLocks = new Map<number, RwLock>();
   /** Writes issued per chunk, so a read repair can tell that the blocks it read may be stale. */
@@ -225,12 +227,28 @@ export class RemoteBlockDevice implements BlockDevice {
     this.checkOpen();
     const servers = this.dirtyServers;
     this.dirtyServers = new Set();
+    // A write that finished before this call may have its server in an earlier flush's set, still
+    // on its way: this flush is done only when those are too (and fails if one of them does).
+    const earlier = [...this.flushesInFlight];
+    const own = Promise.all(
+      [...servers].map((serverId) => this.tracked(() => this.flushServer(serverId))),
+    ).then(
+      () => undefined,
+      (error: unknown) => {
+        // Whatever was not flushed must be flushed by the next attempt.
+        for (const serverId of servers) this.dirtyServers.add(serverId);
+        throw error;
+      },
+    );
+    this.flushesInFlight.add(own);
     try {
-      await Promise.all([...servers].map((serverId) => this.tracked(() => this.flushServer(serverId))));
-    } catch (error) {
-      // Whatever was not flushed must be flushed by the next attempt.
-      for (const serverId of servers) this.dirtyServers.add(serverId);
-      throw error;
+      await Promise.all([own, ...earlier]);
+    } finally {
+      // `own` may still be running if an earlier one failed first; it leaves the set when it ends.
+      void own.then(
+        () => this.flushesInFlight.delete(own),
+        () => this.flushesInFlight.delete(own),
+      );
     }
   }
 

@@ -8,6 +8,9 @@ export const DEFERRED_BYTES_MAX = 16 * 1024 * 1024;
 /** Device writes in flight at once when held-back blocks are sent. */
 const DEFERRED_WRITES_IN_FLIGHT_MAX = 8;
 
+/** Bytes landed since the last device flush began after which one is started in the background. */
+export const FLUSH_AHEAD_BYTES = 16 * 1024 * 1024;
+
 /**
  * Data blocks mapped in the tree whose device write has not finished. A write maps its new blocks
  * under the volume's lock and lets the device write land after the lock is released, so other
@@ -26,6 +29,9 @@ export class DataLanding {
   /** Held-back blocks not yet sent, and their settling promise's resolvers. */
   private deferred: Array<{ block: number; bytes: Uint8Array }> = [];
   private deferredWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
+  /** Blocks landed since the last flush ahead began, and that flush while it runs. */
+  private unflushedBlocks = 0;
+  private flushAhead: Promise<void> | null = null;
 
   constructor(device: BlockDevice, onFailure: (error: unknown, start: number) => void) {
     this.device = device;
@@ -52,6 +58,7 @@ export class DataLanding {
       () => {
         for (let i = 0; i < count; i++) this.blocks.delete(start + i);
         this.writes.delete(landing);
+        this.landed(count);
       },
       (error: unknown) => {
         // The blocks stay: the tree maps them, and a read must not see what the device holds.
@@ -131,5 +138,33 @@ export class DataLanding {
   async settled(): Promise<void> {
     this.sendDeferred();
     while (this.writes.size > 0) await Promise.all([...this.writes]);
+  }
+
+  /**
+   * Once FLUSH_AHEAD_BYTES have landed, flushes the device in the background, so that a commit's
+   * own flush (taken under the volume's lock, with every call waiting) finds little left to do:
+   * a stream of large writes no longer stalls for the flush of 64 MiB at each commit. Only a
+   * barrier ahead of time: the commit still flushes everything it needs itself.
+   */
+  private landed(count: number): void {
+    this.unflushedBlocks += count;
+    if (this.flushAhead !== null || this.unflushedBlocks * BLOCK_BYTES < FLUSH_AHEAD_BYTES) return;
+    this.unflushedBlocks = 0;
+    // A failure here says nothing the commit's own flush will not: the commit reports it.
+    const flush: Promise<void> = this.device
+      .flush()
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.flushAhead === flush) this.flushAhead = null;
+      });
+    this.flushAhead = flush;
+  }
+
+  /**
+   * Waits for a flush ahead in progress. A commit calls it before its own flush: a device may not
+   * let two flushes overlap and promise the second covers what the first has taken.
+   */
+  async flushedAhead(): Promise<void> {
+    await this.flushAhead;
   }
 }

@@ -214,6 +214,7 @@ export class VolumeStore {
     try {
       // The flush below covers only writes that finished before it.
       await this.landing.settled();
+      await this.landing.flushedAhead();
       await this.settleAllocations();
       const blocks = this.tree.finalize(txg);
       const runs = coalesceBlocks(blocks);

@@ -985,6 +985,7 @@ class FlotillaVolume implements Volume {
       try {
         if (this.store.failure === null) await this.store.commit();
       } finally {
+        await this.store.landing.flushedAhead();
         await this.store.device.close();
       }
     });

@@ -205,3 +205,36 @@ test("a damaged block with no good copy left (RF=1): reads fail with IO naming t
   });
   await device.close();
 });
+
+test("a flush that overlaps one in progress waits for it: it is not done before the data it covers is", async () => {
+  const volumeId = nextVolumeId();
+  await cluster.createVolume(volumeId, VOLUME_BYTES, 2, CHUNK_BLOCKS);
+  const { device } = await cluster.openDevice(volumeId);
+  try {
+    await device.write(0, new Uint8Array(4096).fill(7));
+    let release = (): void => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const faults = cluster
+      .serverIds()
+      .map((id) => cluster.clientOf(id).inject({ calls: ["flush"], holdUntil: held }));
+    let firstDone = false;
+    let secondDone = false;
+    const first = device.flush().then(() => {
+      firstDone = true;
+    });
+    // Nothing was written since the first flush took the dirty servers: the second has none of its own.
+    const second = device.flush().then(() => {
+      secondDone = true;
+    });
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(firstDone, false);
+    assert.equal(secondDone, false, "the second flush waits for the first one's servers");
+    release();
+    await Promise.all([first, second]);
+    for (const fault of faults) fault[Symbol.dispose]();
+  } finally {
+    await device.close();
+  }
+});

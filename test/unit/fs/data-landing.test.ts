@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { FaultyBlockDevice, FileBlockDevice } from "../../../src/block/index.ts";
+import { FLUSH_AHEAD_BYTES } from "../../../src/fs/data-landing.ts";
 import { engineOf, FsError, mkfs, mount } from "../../../src/fs/index.ts";
 import { ROOT } from "../../support/fs-ops.ts";
 
@@ -116,4 +117,27 @@ test("a write says when the caller's buffer is free again, and reusing it then c
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("large writes flush the device ahead of the commit, and the commit still makes them durable", async () => {
+  const device = new FaultyBlockDevice(16384);
+  await mkfs(device);
+  const volume = await mount(device, { txgIntervalMs: 0 });
+  const made = await volume.create(ROOT, volume.rootRef, "f", { kind: "guarded", attrs: { mode: 0o644 } });
+  await volume.commit();
+  const flushesBefore = device.flushCount;
+  const MIB = 1024 * 1024;
+  // Two flush-aheads' worth, in 1 MiB writes, and no commit.
+  for (let i = 0; i < (2 * FLUSH_AHEAD_BYTES) / MIB; i++) {
+    await volume.write(ROOT, made.ref, i * MIB, bytesOf(i, MIB), "unstable");
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.ok(device.flushCount >= flushesBefore + 2, "the device was flushed while the writes went on");
+  await volume.commit();
+  const after = await mount(device.imageAfterPowerCut(), { txgIntervalMs: 0 });
+  for (let i = 0; i < (2 * FLUSH_AHEAD_BYTES) / MIB; i++) {
+    assert.deepEqual((await after.read(ROOT, made.ref, i * MIB, MIB)).data, bytesOf(i, MIB), `MiB ${i}`);
+  }
+  await after.unmount();
+  await volume.unmount();
 });
