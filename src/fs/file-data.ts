@@ -1,4 +1,3 @@
-import assert from "node:assert/strict";
 import { BLOCK_BYTES, BLOCK_RUN_COUNT_MAX } from "../block/index.ts";
 import { checksum } from "./bytes.ts";
 import { FsError } from "./errors.ts";
@@ -104,16 +103,8 @@ async function readBlocks(store: VolumeStore, ino: number, first: number, count:
       }
     }),
   );
-  let released = false;
-  const release =
-    pooled === null
-      ? null
-      : (): void => {
-          assert(!released, "a read's buffer is released once");
-          released = true;
-          readBuffers.give(pooled);
-        };
-  return { bytes: out, release };
+  // The pool itself refuses a buffer given back twice.
+  return { bytes: out, release: pooled === null ? null : () => readBuffers.give(pooled) };
 }
 
 /** Bytes [offset, offset + count) of the file, cut at its size. */

@@ -103,6 +103,6 @@ test("a read's release may be called once only", async () => {
     await volume.write(ROOT, made.ref, 0, patterned(4, MIB), "file-sync");
     const read = await volume.read(ROOT, made.ref, 0, MIB);
     read.release?.();
-    assert.throws(() => read.release?.(), /released once/);
+    assert.throws(() => read.release?.(), /given back once/);
   });
 });
