@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { REPO } from "./nfs-processes.ts";
 
-const PROFILE_FUNCTIONS_MAX = 25;
-const PROFILE_FILES_MAX = 12;
+const PROFILE_FUNCTIONS_MAX = 18;
+const PROFILE_FILES_MAX = 8;
 
 interface CallFrame {
   readonly functionName: string;
@@ -70,6 +70,8 @@ function ownFrames(profile: CpuProfile): Map<number, CallFrame> {
 }
 
 export interface Window {
+  /** What the client was doing then, e.g. "stat". */
+  readonly label: string;
   readonly startUs: number;
   readonly endUs: number;
 }
@@ -126,18 +128,26 @@ function summarize(profile: CpuProfile, window: Window): void {
     process.stdout.write(`  ${ms(us)} ms ${pct(us)}  ${key}\n`);
 }
 
-/** Prints the summary of the one .cpuprofile in profileDir, cut to `measured` (CLOCK_MONOTONIC µs). */
-export async function printProfile(profileDir: string, measured: Window): Promise<void> {
+/**
+ * Prints the summary of the one .cpuprofile in profileDir for each of the client's phases
+ * (CLOCK_MONOTONIC µs), so that each figure's costs are seen apart from the others'.
+ */
+export async function printProfile(profileDir: string, phases: readonly Window[]): Promise<void> {
   const files = (await readdir(profileDir)).filter((f) => f.endsWith(".cpuprofile"));
   if (files.length !== 1) throw new Error(`expected one .cpuprofile in ${profileDir}, found ${files.length}`);
   const parsed: unknown = JSON.parse(await readFile(join(profileDir, files[0]!), "utf8"));
   if (!isCpuProfile(parsed)) throw new Error(`${files[0]} is not a V8 CPU profile`);
+  const profile = parsed;
   // V8 and the client both read CLOCK_MONOTONIC; if that ever stops holding, show the whole run.
-  const inside = measured.startUs >= parsed.startTime && measured.endUs <= parsed.endTime;
-  process.stdout.write(
-    inside
-      ? `  the client's measured phases only (${((measured.endUs - measured.startUs) / 1000).toFixed(0)} ms)\n`
-      : "  the whole server run (the client's clock does not match the profile's)\n",
-  );
-  summarize(parsed, inside ? measured : { startUs: -Infinity, endUs: Infinity });
+  const inside = phases.every((w) => w.startUs >= profile.startTime && w.endUs <= profile.endTime);
+  if (!inside) {
+    process.stdout.write("  the whole server run (the client's clock does not match the profile's)\n");
+    summarize(profile, { label: "all", startUs: -Infinity, endUs: Infinity });
+    return;
+  }
+  for (const phase of phases) {
+    const ms = ((phase.endUs - phase.startUs) / 1000).toFixed(0);
+    process.stdout.write(`  phase ${phase.label} (${ms} ms of the client's):\n`);
+    summarize(profile, phase);
+  }
 }

@@ -461,11 +461,8 @@ async function profileRun(s: Settings, work: string, client: string, mode: Mode)
     .filter((f) => f.mode === mode)
     .map((f) => `${f.label} ${f.value(phases).toFixed(1)} ${f.unit}`);
   process.stdout.write(`\nFlotilla CPU profile, ${mode} run under --cpu-prof (${rates.join("; ")}):\n`);
-  const runs = [...phases.values()];
-  await printProfile(profileDir, {
-    startUs: Math.min(...runs.map((r) => r.startUs)),
-    endUs: Math.max(...runs.map((r) => r.endUs)),
-  });
+  const windows = [...phases].map(([label, r]) => ({ label, startUs: r.startUs, endUs: r.endUs }));
+  await printProfile(profileDir, windows);
 }
 
 // ---- inside the namespace: the runs ----

@@ -1,4 +1,4 @@
-import { assert } from "../util/assert.ts";
+import { assertionFailed } from "../util/assert.ts";
 import { BLOCK_BYTES } from "./types.ts";
 
 /**
@@ -12,8 +12,10 @@ export class SparseBlockStore {
   constructor(blocks?: ReadonlyMap<number, Uint8Array>) {
     if (blocks === undefined) return;
     for (const [blockIndex, data] of blocks) {
-      assert(Number.isSafeInteger(blockIndex) && blockIndex >= 0, `bad block index ${blockIndex}`);
-      assert(data.length === BLOCK_BYTES, `block ${blockIndex} holds ${data.length} bytes, not one block`);
+      if (!(Number.isSafeInteger(blockIndex) && blockIndex >= 0))
+        assertionFailed(`bad block index ${blockIndex}`);
+      if (!(data.length === BLOCK_BYTES))
+        assertionFailed(`block ${blockIndex} holds ${data.length} bytes, not one block`);
       this.#blocks.set(blockIndex, data.slice());
     }
   }

@@ -1,4 +1,4 @@
-import { assert } from "../util/assert.ts";
+import { assert, assertionFailed } from "../util/assert.ts";
 import { FsError } from "./errors.ts";
 import {
   GROUP_BITMAP_BYTES,
@@ -63,7 +63,8 @@ export class BlockAllocator {
     usedBlocks: number,
     loadGroupItem: (groupIndex: number) => Promise<Uint8Array | undefined>,
   ) {
-    assert(usedBlocks <= blockCount, `used blocks ${usedBlocks} exceed the device's ${blockCount}`);
+    if (!(usedBlocks <= blockCount))
+      assertionFailed(`used blocks ${usedBlocks} exceed the device's ${blockCount}`);
     this.blockCount = blockCount;
     this.usedBlocks = usedBlocks;
     this.loadGroupItem = loadGroupItem;
@@ -100,7 +101,8 @@ export class BlockAllocator {
   }
 
   async group(groupIndex: number): Promise<Group> {
-    assert(groupIndex >= 0 && groupIndex < this.groupCount, `group ${groupIndex} out of range`);
+    if (!(groupIndex >= 0 && groupIndex < this.groupCount))
+      assertionFailed(`group ${groupIndex} out of range`);
     const known = this.groups.get(groupIndex);
     if (known !== undefined) return known;
     const stored = await this.loadGroupItem(groupIndex);
@@ -181,9 +183,9 @@ export class BlockAllocator {
     const groupIndex = Math.floor(block / GROUP_BLOCKS);
     if (this.allocatedThisTxg.delete(block)) {
       const group = this.groups.get(groupIndex);
-      assert(group !== undefined, `block ${block} allocated from a group that is not loaded`);
+      if (!(group !== undefined)) assertionFailed(`block ${block} allocated from a group that is not loaded`);
       const bit = block - groupIndex * GROUP_BLOCKS;
-      assert((group.bits[bit >> 3]! & (1 << (bit & 7))) !== 0, `block ${block} freed twice`);
+      if (!((group.bits[bit >> 3]! & (1 << (bit & 7))) !== 0)) assertionFailed(`block ${block} freed twice`);
       group.bits[bit >> 3]! &= ~(1 << (bit & 7));
       group.freeCount++;
       group.needsPersist = true;
@@ -197,7 +199,8 @@ export class BlockAllocator {
     const group = this.groups.get(groupIndex);
     if (group !== undefined) {
       const bit = block - groupIndex * GROUP_BLOCKS;
-      assert((group.bits[bit >> 3]! & (1 << (bit & 7))) !== 0, `freeing block ${block} that is not in use`);
+      if (!((group.bits[bit >> 3]! & (1 << (bit & 7))) !== 0))
+        assertionFailed(`freeing block ${block} that is not in use`);
       group.needsPersist = true;
     }
   }
@@ -234,10 +237,11 @@ export class BlockAllocator {
   commitDone(): void {
     for (const [groupIndex, blocks] of this.pendingFree) {
       const group = this.groups.get(groupIndex);
-      assert(group !== undefined, `group ${groupIndex} with pending frees is not loaded`);
+      if (!(group !== undefined)) assertionFailed(`group ${groupIndex} with pending frees is not loaded`);
       for (const block of blocks) {
         const bit = block - groupIndex * GROUP_BLOCKS;
-        assert((group.bits[bit >> 3]! & (1 << (bit & 7))) !== 0, `pending free block ${block} freed twice`);
+        if (!((group.bits[bit >> 3]! & (1 << (bit & 7))) !== 0))
+          assertionFailed(`pending free block ${block} freed twice`);
         group.bits[bit >> 3]! &= ~(1 << (bit & 7));
         group.freeCount++;
         this.usedBlocks--;

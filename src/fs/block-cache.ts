@@ -1,5 +1,5 @@
 import { BLOCK_BYTES } from "../block/index.ts";
-import { assert } from "../util/assert.ts";
+import { assertionFailed } from "../util/assert.ts";
 import type { TreeNode } from "./tree-node.ts";
 
 export const CACHE_BYTES_DEFAULT = 256 * 1024 * 1024;
@@ -12,7 +12,8 @@ export class NodeCache {
   misses = 0;
 
   constructor(cacheBytes: number = CACHE_BYTES_DEFAULT) {
-    assert(Number.isSafeInteger(cacheBytes) && cacheBytes >= 0, `bad cache size ${cacheBytes}`);
+    if (!(Number.isSafeInteger(cacheBytes) && cacheBytes >= 0))
+      assertionFailed(`bad cache size ${cacheBytes}`);
     // A parsed node costs more than its 4 KiB block; count each as two blocks to stay near the bound.
     this.entriesMax = Math.max(16, Math.floor(cacheBytes / (2 * BLOCK_BYTES)));
   }

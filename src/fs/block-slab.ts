@@ -1,5 +1,5 @@
 import { BLOCK_BYTES } from "../block/index.ts";
-import { assert } from "../util/assert.ts";
+import { assertionFailed } from "../util/assert.ts";
 
 /** Size of one slab: small buffers are cut from it instead of each being allocated on its own. */
 const SLAB_BYTES = 1024 * 1024;
@@ -16,7 +16,7 @@ export class BlockSlab {
   /** A zeroed buffer of `blockCount` blocks, at most a slab's worth. */
   take(blockCount: number): Uint8Array {
     const bytes = blockCount * BLOCK_BYTES;
-    assert(bytes > 0 && bytes <= SLAB_BYTES, `slab buffer of ${bytes} bytes`);
+    if (!(bytes > 0 && bytes <= SLAB_BYTES)) assertionFailed(`slab buffer of ${bytes} bytes`);
     if (this.used + bytes > this.slab.length) {
       this.slab = new Uint8Array(SLAB_BYTES);
       this.used = 0;

@@ -1,5 +1,5 @@
 import { BLOCK_BYTES, type BlockDevice } from "../block/index.ts";
-import { assert } from "../util/assert.ts";
+import { assert, assertionFailed } from "../util/assert.ts";
 import { coalesceBlocks } from "./block-runs.ts";
 
 /** Bytes of small writes held back before they are sent to the device without waiting for a commit. */
@@ -47,7 +47,7 @@ export class DataLanding {
     assert(data.length > 0 && data.length % BLOCK_BYTES === 0, "a landing is whole blocks");
     const count = data.length / BLOCK_BYTES;
     for (let i = 0; i < count; i++) {
-      assert(!this.blocks.has(start + i), `block ${start + i} is already landing`);
+      if (this.blocks.has(start + i)) assertionFailed(`block ${start + i} is already landing`);
       this.blocks.set(start + i, data.subarray(i * BLOCK_BYTES, (i + 1) * BLOCK_BYTES));
     }
     return count;

@@ -1,4 +1,4 @@
-import { assert } from "../util/assert.ts";
+import { assertionFailed } from "../util/assert.ts";
 import { FsError } from "./errors.ts";
 import {
   type DirEntryRecord,
@@ -37,7 +37,7 @@ export async function addEntry(
   const hashKey = dirEntryKey(dir.ino, nameHash(nameBytes));
   const bucket = await store.tree.get(hashKey);
   const entries = bucket === undefined ? [] : decodeDirEntries(bucket);
-  assert(!entries.some((e) => e.name === name), `adding "${name}" twice to directory ${dir.ino}`);
+  if (entries.some((e) => e.name === name)) assertionFailed(`adding "${name}" twice to directory ${dir.ino}`);
   const record: DirEntryRecord = { name, ino: child.ino, gen: child.gen, type: child.type, seq: dir.nextSeq };
   const encoded = encodeDirEntries([...entries, record]);
   if (encoded.length > ITEM_VALUE_BYTES_MAX) {
@@ -57,14 +57,15 @@ export async function removeEntry(
 ): Promise<void> {
   const hashKey = dirEntryKey(dir.ino, nameHash(nameBytes));
   const bucket = await store.tree.get(hashKey);
-  assert(bucket !== undefined, `removing "${entry.name}" that is not in directory ${dir.ino}`);
+  if (!(bucket !== undefined))
+    assertionFailed(`removing "${entry.name}" that is not in directory ${dir.ino}`);
   const rest = decodeDirEntries(bucket).filter((e) => e.name !== entry.name);
   if (rest.length === 0) await store.tree.delete(hashKey);
   else await store.tree.put(hashKey, encodeDirEntries(rest));
   const removed = await store.tree.delete(dirIndexKey(dir.ino, entry.seq));
-  assert(removed, `directory ${dir.ino} has no index item for "${entry.name}"`);
+  if (!removed) assertionFailed(`directory ${dir.ino} has no index item for "${entry.name}"`);
   dir.entryCount--;
-  assert(dir.entryCount >= 0, `directory ${dir.ino} entry count went negative`);
+  if (!(dir.entryCount >= 0)) assertionFailed(`directory ${dir.ino} entry count went negative`);
 }
 
 /** Up to `max` entries with sequence numbers above `afterSeq`, in creation order; `more` if others follow. */

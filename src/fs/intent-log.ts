@@ -1,5 +1,5 @@
 import { BLOCK_BYTES, type BlockDevice } from "../block/index.ts";
-import { assert } from "../util/assert.ts";
+import { assert, assertionFailed } from "../util/assert.ts";
 import { checksum, fromUtf8, readU64, utf8, viewOf, writeU64 } from "./bytes.ts";
 import { decodeIntentOps, encodeIntentOp, type IntentOp } from "./intent-ops.ts";
 import { INTENT_LOG_BLOCKS, INTENT_LOG_FIRST_BLOCK } from "./layout.ts";
@@ -154,7 +154,8 @@ export class IntentLog {
   /** Records a change made under the volume's lock; the order of calls is the order of replay. */
   append(op: IntentOp): void {
     const bytes = utf8(encodeIntentOp(op));
-    assert(bytes.length + 2 <= PAYLOAD_BYTES_MAX, `intent op of ${bytes.length} bytes fits a log block`);
+    if (!(bytes.length + 2 <= PAYLOAD_BYTES_MAX))
+      assertionFailed(`intent op of ${bytes.length} bytes fits a log block`);
     this.pending.push({ seq: ++this.appended, bytes });
   }
 

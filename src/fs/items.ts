@@ -1,4 +1,4 @@
-import { assert } from "../util/assert.ts";
+import { assert, assertionFailed } from "../util/assert.ts";
 import { crc32 } from "../util/crc32.ts";
 import { fromUtf8, readU48, readU64, utf8, viewOf, writeU48, writeU64 } from "./bytes.ts";
 import { FsError } from "./errors.ts";
@@ -208,7 +208,7 @@ export interface Extent {
 
 export function encodeExtent(extent: Extent): Uint8Array {
   const count = extent.crcs.length;
-  assert(count >= 1 && count <= EXTENT_BLOCKS_MAX, `extent of ${count} blocks`);
+  if (!(count >= 1 && count <= EXTENT_BLOCKS_MAX)) assertionFailed(`extent of ${count} blocks`);
   const bytes = new Uint8Array(8 + 4 * count);
   const view = viewOf(bytes);
   writeU48(view, 0, extent.deviceBlock);

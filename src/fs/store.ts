@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { BlockDevice } from "../block/index.ts";
 import { BLOCK_BYTES, BlockDeviceError } from "../block/index.ts";
-import { assert } from "../util/assert.ts";
+import { assert, assertionFailed } from "../util/assert.ts";
 import { crc32 } from "../util/crc32.ts";
 import { BlockAllocator, type BlockRun, bitmapKey } from "./allocator.ts";
 import { NodeCache } from "./block-cache.ts";
@@ -169,13 +169,13 @@ export class VolumeStore {
   }
 
   async putInode(inode: Inode): Promise<void> {
-    assert(inode.nlink >= 0, `inode ${inode.ino} with negative link count`);
+    if (!(inode.nlink >= 0)) assertionFailed(`inode ${inode.ino} with negative link count`);
     await this.tree.put(inodeKey(inode.ino), encodeInode(inode));
   }
 
   async deleteInode(ino: number): Promise<void> {
     const existed = await this.tree.delete(inodeKey(ino));
-    assert(existed, `deleting inode ${ino} that does not exist`);
+    if (!existed) assertionFailed(`deleting inode ${ino} that does not exist`);
     this.inodeCount--;
   }
 

@@ -1,5 +1,5 @@
 import { BLOCK_BYTES } from "../block/index.ts";
-import { assert } from "../util/assert.ts";
+import { assert, assertionFailed } from "../util/assert.ts";
 import { checksum, readU48, readU64, viewOf, writeU48, writeU64 } from "./bytes.ts";
 import { FsError } from "./errors.ts";
 import {
@@ -107,7 +107,8 @@ export function encodeNode(
   }
   let at = NODE_HEADER_BYTES;
   if (isLeaf(node)) {
-    assert(node.payloadBytes <= NODE_PAYLOAD_BYTES, `leaf overflows: ${node.payloadBytes} bytes`);
+    if (!(node.payloadBytes <= NODE_PAYLOAD_BYTES))
+      assertionFailed(`leaf overflows: ${node.payloadBytes} bytes`);
     for (let i = 0; i < node.keys.length; i++) {
       const value = node.values[i]!;
       writeKey(view, at, node.keys[i]!);

@@ -1,6 +1,6 @@
 import type { BlockDevice } from "../block/index.ts";
 import { BLOCK_BYTES } from "../block/index.ts";
-import { assert } from "../util/assert.ts";
+import { assert, assertionFailed } from "../util/assert.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { RwLock } from "../util/rw-lock.ts";
 import type { MkfsOptions, MountOptions } from "./api.ts";
@@ -718,7 +718,7 @@ class FlotillaVolume implements Volume {
   /** Drops one link; the object is deleted with its last link. */
   private async unlinkObject(inode: Inode, now: Timespec): Promise<void> {
     inode.nlink -= inode.type === "dir" ? 2 : 1;
-    assert(inode.nlink >= 0, `object ${inode.ino} lost more links than it had`);
+    if (!(inode.nlink >= 0)) assertionFailed(`object ${inode.ino} lost more links than it had`);
     if (inode.nlink > 0) {
       this.changed(inode, now, false);
       await this.store.putInode(inode);

@@ -22,6 +22,12 @@ export const DRC_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
  */
 export class DuplicateRequestCache<T> {
   private readonly entries = new Map<string, Done<T> | Running<T>>();
+  /**
+   * Keys of done entries, oldest first from `orderHead`: eviction pops from here instead of
+   * iterating the Map, whose iteration walks every hole its deletions left at the front.
+   */
+  private order: string[] = [];
+  private orderHead = 0;
   private bytes = 0;
   private readonly entriesMax: number;
   private readonly bytesMax: number;
@@ -60,6 +66,7 @@ export class DuplicateRequestCache<T> {
     if (bytes === null) this.entries.delete(key);
     else {
       this.entries.set(key, { state: "done", reply, bytes });
+      this.order.push(key);
       this.bytes += bytes;
       this.evict();
     }
@@ -67,11 +74,17 @@ export class DuplicateRequestCache<T> {
   }
 
   private evict(): void {
-    for (const [key, entry] of this.entries) {
-      if (this.entries.size <= this.entriesMax && this.bytes <= this.bytesMax) return;
-      if (entry.state === "running") continue;
+    while (this.entries.size > this.entriesMax || this.bytes > this.bytesMax) {
+      if (this.orderHead >= this.order.length) return; // only running entries are left
+      const key = this.order[this.orderHead++]!;
+      const entry = this.entries.get(key);
+      assert(entry !== undefined && entry.state === "done", "the eviction order names a done entry");
       this.entries.delete(key);
       this.bytes -= entry.bytes;
+    }
+    if (this.orderHead > 1024 && this.orderHead * 2 > this.order.length) {
+      this.order = this.order.slice(this.orderHead);
+      this.orderHead = 0;
     }
   }
 }

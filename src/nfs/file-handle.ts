@@ -1,13 +1,13 @@
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import { FsError, type NodeRef } from "../fs/index.ts";
-import { assert } from "../util/assert.ts";
+import { assertionFailed } from "../util/assert.ts";
 
 const HANDLE_VERSION = 1;
 const PAYLOAD_BYTES = 24;
 const MAC_BYTES = 16;
 export const FILE_HANDLE_BYTES = PAYLOAD_BYTES + MAC_BYTES;
 /** Handles remembered as verified (and MACs as computed): the same directory's handle comes in every CREATE. */
-const HANDLE_CACHE_ENTRIES_MAX = 4096;
+const HANDLE_CACHE_ENTRIES_MAX = 16_384;
 /** A per-vserver secret of at least this many bytes authenticates its handles. */
 export const HANDLE_KEY_BYTES_MIN = 32;
 
@@ -29,7 +29,8 @@ export class FileHandleCodec {
   private readonly key: KeyObject;
 
   constructor(key: Uint8Array) {
-    assert(key.length >= HANDLE_KEY_BYTES_MIN, `a handle key needs ${HANDLE_KEY_BYTES_MIN} bytes`);
+    if (!(key.length >= HANDLE_KEY_BYTES_MIN))
+      assertionFailed(`a handle key needs ${HANDLE_KEY_BYTES_MIN} bytes`);
     this.key = createSecretKey(key);
   }
 

@@ -1,4 +1,4 @@
-import { assert, unreachable } from "../util/assert.ts";
+import { assert, assertionFailed, unreachable } from "../util/assert.ts";
 import { XdrError, XdrReader, XdrWriter } from "../xdr/index.ts";
 import { FRAGMENT_HEADER_BYTES, writeFragmentHeader } from "./record-marking.ts";
 import {
@@ -130,7 +130,8 @@ export function decodeAuthSys(body: Uint8Array): AuthSys {
 
 /** The authsys_parms body for `sys`; the bounds are the server's, so a caller over them has a bug. */
 export function encodeAuthSys(sys: AuthSys): Uint8Array {
-  assert(sys.gids.length <= AUTH_SYS_GIDS_MAX, `${sys.gids.length} gids exceed ${AUTH_SYS_GIDS_MAX}`);
+  if (!(sys.gids.length <= AUTH_SYS_GIDS_MAX))
+    assertionFailed(`${sys.gids.length} gids exceed ${AUTH_SYS_GIDS_MAX}`);
   const machineName = textEncoder.encode(sys.machineName);
   assert(machineName.length <= AUTH_SYS_MACHINE_NAME_BYTES_MAX, "machinename too long");
   const writer = new XdrWriter(64 + machineName.length);

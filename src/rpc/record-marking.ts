@@ -1,4 +1,4 @@
-import { assert } from "../util/assert.ts";
+import { assert, assertionFailed } from "../util/assert.ts";
 import type { BufferPool } from "../util/buffer-pool.ts";
 import { RPC_FRAGMENTS_PER_RECORD_MAX, RPC_RECORD_BYTES_MAX } from "./types.ts";
 
@@ -198,7 +198,8 @@ export class RecordDecoder {
 /** Writes a record-marking header for a fragment of `fragmentBytes` into the first 4 bytes of `target`. */
 export function writeFragmentHeader(target: Uint8Array, fragmentBytes: number, isLast: boolean): void {
   assert(Number.isInteger(fragmentBytes), "fragment length is an integer");
-  assert(fragmentBytes >= 0 && fragmentBytes <= FRAGMENT_BYTES_MASK, `fragment of ${fragmentBytes} bytes`);
+  if (!(fragmentBytes >= 0 && fragmentBytes <= FRAGMENT_BYTES_MASK))
+    assertionFailed(`fragment of ${fragmentBytes} bytes`);
   assert(target.length >= FRAGMENT_HEADER_BYTES, "room for a fragment header");
   new DataView(target.buffer, target.byteOffset, FRAGMENT_HEADER_BYTES).setUint32(
     0,

@@ -1,4 +1,4 @@
-import { assert } from "../util/assert.ts";
+import { assertionFailed } from "../util/assert.ts";
 
 const encoder = new TextEncoder();
 const INITIAL_BYTES = 256;
@@ -29,7 +29,8 @@ export class XdrWriter {
   }
 
   u32(value: number): this {
-    assert(Number.isInteger(value) && value >= 0 && value <= 0xffffffff, `u32 out of range: ${value}`);
+    if (!(Number.isInteger(value) && value >= 0 && value <= 0xffffffff))
+      assertionFailed(`u32 out of range: ${value}`);
     this.room(4);
     this.view.setUint32(this.at, value, false);
     this.at += 4;
@@ -37,10 +38,8 @@ export class XdrWriter {
   }
 
   i32(value: number): this {
-    assert(
-      Number.isInteger(value) && value >= -0x80000000 && value <= 0x7fffffff,
-      `i32 out of range: ${value}`,
-    );
+    if (!(Number.isInteger(value) && value >= -0x80000000 && value <= 0x7fffffff))
+      assertionFailed(`i32 out of range: ${value}`);
     this.room(4);
     this.view.setInt32(this.at, value, false);
     this.at += 4;
@@ -48,8 +47,16 @@ export class XdrWriter {
   }
 
   u64(value: bigint | number): this {
+    if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) {
+      // Sizes, offsets and ids: two words, no BigInt made per field.
+      this.room(8);
+      this.view.setUint32(this.at, Math.floor(value / 0x1_0000_0000), false);
+      this.view.setUint32(this.at + 4, value >>> 0, false);
+      this.at += 8;
+      return this;
+    }
     const big = typeof value === "bigint" ? value : BigInt(value);
-    assert(big >= 0n && big <= 0xffff_ffff_ffff_ffffn, `u64 out of range: ${big}`);
+    if (!(big >= 0n && big <= 0xffff_ffff_ffff_ffffn)) assertionFailed(`u64 out of range: ${big}`);
     this.room(8);
     this.view.setBigUint64(this.at, big, false);
     this.at += 8;
