@@ -29,6 +29,7 @@ import {
   setPriority,
   volumeOwner,
 } from "../cluster/desired-state.ts";
+import { requestLiveMove } from "../cluster/live-move.ts";
 import { missingServers, takeCensus, volumeHealth } from "../storage/chunk-census.ts";
 import { ownerEpochs } from "../storage/membership.ts";
 import type { ServerRegistry } from "../storage/server-registry.ts";
@@ -67,6 +68,25 @@ class HttpError extends Error {
     this.status = status;
     this.code = code;
   }
+}
+
+/** An operator's move; a live one waits for its end and is a conflict if it was rolled back. */
+async function moveOrLiveMove(
+  store: CoordinationStore,
+  vserverId: string,
+  request: { node: string; live?: boolean | undefined; force?: boolean | undefined },
+): Promise<unknown> {
+  if (request.live !== true) {
+    if (request.force === true) throw new AdminError("INVALID", "--force applies to a live move only");
+    return moveVserver(store, vserverId, request.node);
+  }
+  const outcome = await requestLiveMove(store, vserverId, request.node, { force: request.force === true });
+  if (outcome.state === "failed")
+    throw new AdminError(
+      "CONFLICT",
+      `the live move of ${vserverId} failed and was rolled back: ${outcome.reason ?? "no reason given"}`,
+    );
+  return outcome;
 }
 
 const STATUS_OF: Record<string, number> = { INVALID: 400, NOT_FOUND: 404, CONFLICT: 409, UNAVAILABLE: 503 };
@@ -124,6 +144,9 @@ const volumeBody = z
   })
   .strict();
 const nodeBody = z.object({ node: z.string() }).strict();
+const moveBody = z
+  .object({ node: z.string(), live: z.boolean().optional(), force: z.boolean().optional() })
+  .strict();
 const priorityBody = z.object({ priority: z.number().int() }).strict();
 const vipBody = z.object({ vip: z.string() }).strict();
 const ruleBody = z.object({ rule: z.string() }).strict();
@@ -341,7 +364,7 @@ function buildRoutes(options: AdminServerOptions): Route[] {
       return { deleted: vserverId };
     }),
     route("POST", `/v1/vservers/${id}/move`, async ([vserverId], body) =>
-      moveVserver(store, vserverId!, parse(nodeBody, body).node),
+      moveOrLiveMove(store, vserverId!, parse(moveBody, body)),
     ),
     route("POST", `/v1/vservers/${id}/pin`, async ([vserverId]) =>
       strip(await setPinned(store, vserverId!, true)),

@@ -143,6 +143,13 @@ function withCommon(command: Command, example: string): Command {
     .addHelpText("after", `${EXIT_HELP}\n\nExample:\n  ${example}`);
 }
 
+/** One line for a finished live move, from the API's migration record. */
+function liveMoveLine(id: string, node: string, json: unknown): string {
+  const r = (typeof json === "object" && json !== null ? json : {}) as Record<string, unknown>;
+  const num = (k: string): number => (typeof r[k] === "number" ? (r[k] as number) : 0);
+  return `moved vserver ${id} live to ${node}: ${num("pagesSent")} pages (${Math.round(num("bytesSent") / 1024)} KiB) in ${num("rounds")} pre-copy rounds, suspended ${num("suspendedMs")} ms`;
+}
+
 /** A parser for whole numbers from `min` to `max`, for commander. */
 function wholeNumber(min: number, max: number, what: string): (text: string) => number {
   return (text) => {
@@ -330,13 +337,37 @@ export function registerAdmin(program: Command, output: Output = processOutput):
     })),
   );
   withCommon(
-    vserver.command("move <id> <node>").description("move a vserver to a live, enabled node now"),
-    "flotilla vserver move vs1 n3",
-  ).action((id: string, node: string, options: CommonOptions) =>
-    runAdmin("vserver move", options, output, async () => ({
-      json: await call(options, "POST", `/v1/vservers/${encodeURIComponent(id)}/move`, { node }),
-      line: `moving vserver ${id} to ${node}`,
-    })),
+    vserver
+      .command("move <id> [node]")
+      .description(
+        "move a vserver to a live, enabled node now; --live moves its running service (reply cache, mounts, clients, write verifier) without a cold restart",
+      )
+      .option("--to <node>", "the node to move it to (or give it after the id)")
+      .option("--live", "live move: pre-copy its state, suspend briefly, hand over; waits for the end", false)
+      .option("--force", "with --live: move a pinned vserver too", false),
+    "flotilla vserver move vs1 --to n3 --live",
+  ).action(
+    (
+      id: string,
+      nodeArg: string | undefined,
+      options: CommonOptions & { to?: string; live: boolean; force: boolean },
+    ) =>
+      runAdmin("vserver move", options, output, async () => {
+        const node = options.to ?? nodeArg;
+        if (
+          node === undefined ||
+          (options.to !== undefined && nodeArg !== undefined && nodeArg !== options.to)
+        )
+          throw new ApiFailure(EXIT.USAGE, "give the target node once: flotilla vserver move VS --to NODE");
+        if (options.force && !options.live)
+          throw new ApiFailure(EXIT.USAGE, "--force applies to --live moves only");
+        const body = options.live ? { node, live: true, force: options.force } : { node };
+        const json = await call(options, "POST", `/v1/vservers/${encodeURIComponent(id)}/move`, body);
+        return {
+          json,
+          line: options.live ? liveMoveLine(id, node, json) : `moving vserver ${id} to ${node}`,
+        };
+      }),
   );
   for (const [verb, text] of [
     ["pin", "never fail it over (it stays down with its node)"],

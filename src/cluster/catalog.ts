@@ -11,6 +11,7 @@
  *   cluster/running/<vserverId>      RunningRecord, under the serving node's lease: where it runs now
  *   cluster/holders/<vserverId>      HolderRecord, under the holding node's lease: the node that has
  *                                    (or is taking) the vserver's volumes; deleted once it handed over
+ *   cluster/migrations/<vserverId>   MigrationRecord: an operator's live move, and how it went
  *   cluster/claims/vip/<vip>         the vserver that owns a VIP (one owner per VIP, by create-only txn)
  *   cluster/claims/volume/<volumeId> the vserver that owns a volume
  *   cluster/claims/name/<name>       the vserver that has a name
@@ -32,6 +33,7 @@ export const PLACEMENTS_PREFIX = `${ROOT}placements/`;
 export const RUNNING_PREFIX = `${ROOT}running/`;
 export const FILESYSTEMS_PREFIX = `${ROOT}filesystems/`;
 export const HOLDERS_PREFIX = `${ROOT}holders/`;
+export const MIGRATIONS_PREFIX = `${ROOT}migrations/`;
 export const MASTER_KEY = `${ROOT}master`;
 export const HANDLE_IDS_KEY = `${ROOT}handle-ids`;
 
@@ -42,6 +44,7 @@ export const clusterKeys = {
   placement: (vserverId: string) => `${PLACEMENTS_PREFIX}${vserverId}`,
   running: (vserverId: string) => `${RUNNING_PREFIX}${vserverId}`,
   holder: (vserverId: string) => `${HOLDERS_PREFIX}${vserverId}`,
+  migration: (vserverId: string) => `${MIGRATIONS_PREFIX}${vserverId}`,
   vipClaim: (vip: string) => `${ROOT}claims/vip/${vip}`,
   volumeClaim: (volumeId: string) => `${ROOT}claims/volume/${volumeId}`,
   nameClaim: (name: string) => `${ROOT}claims/name/${name}`,
@@ -80,6 +83,10 @@ export const nodeRecordSchema = z.object({
   adminUrl: z.string().max(LABEL_CHARS_MAX),
   startedAtMs: count,
   pid: count,
+  /** host:port where the node takes live moves of vservers' state (empty: it takes none). */
+  moveAddress: z.string().max(LABEL_CHARS_MAX).default(""),
+  /** Free pages in its service-state page pool (see src/service/arena.ts). */
+  statePagesFree: count.default(0),
 });
 export type NodeRecord = z.infer<typeof nodeRecordSchema>;
 
@@ -136,6 +143,11 @@ export const runningRecordSchema = z.object({
   /** Owner epochs taken, by volume. */
   ownerEpochs: z.record(volumeId, count),
   sinceMs: count,
+  /** The vserver's service-state arena: pages held and bytes of live records (what a live move copies). */
+  statePages: count.default(0),
+  stateLiveBytes: count.default(0),
+  /** Whether it started from state moved live from another node. */
+  liveFrom: id.nullable().default(null),
 });
 export type RunningRecord = z.infer<typeof runningRecordSchema>;
 
@@ -146,6 +158,32 @@ export type RunningRecord = z.infer<typeof runningRecordSchema>;
  */
 export const holderRecordSchema = z.object({ nodeId: id, generation: count, sinceMs: count });
 export type HolderRecord = z.infer<typeof holderRecordSchema>;
+
+export const migrationStateSchema = z.enum(["requested", "copying", "suspended", "done", "failed"]);
+export type MigrationState = z.infer<typeof migrationStateSchema>;
+
+/**
+ * A live move (`vserver move --live`): written by the operator's request, then carried out and
+ * updated by the node serving the vserver; the request id tells one request from the next.
+ */
+export const migrationRecordSchema = z.object({
+  requestId: z.string().min(1).max(64),
+  from: id,
+  to: id,
+  /** A pinned vserver moves only when forced. */
+  force: z.boolean(),
+  requestedAtMs: count,
+  state: migrationStateSchema,
+  /** Why it failed (and was rolled back), in words. */
+  reason: z.string().max(1024).nullable(),
+  rounds: count,
+  pagesSent: count,
+  bytesSent: count,
+  /** From the suspend to the release of the volumes (the source's part of the client's stall). */
+  suspendedMs: count,
+  updatedAtMs: count,
+});
+export type MigrationRecord = z.infer<typeof migrationRecordSchema>;
 
 export const claimSchema = z.object({ vserverId: id });
 export type Claim = z.infer<typeof claimSchema>;

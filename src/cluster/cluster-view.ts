@@ -4,6 +4,7 @@
  * not parse is logged and left out (never guessed at); the rest of the cluster goes on.
  */
 import type { Logger } from "pino";
+import type { z } from "zod";
 import { CatalogError, decodeRecord } from "../storage/catalog.ts";
 import type { CoordinationStore, KeyValue, WatchEvent } from "../store/index.ts";
 import { type Follower, followPrefix } from "../store/index.ts";
@@ -16,7 +17,10 @@ import {
   idOfKey,
   MASTER_KEY,
   type MasterRecord,
+  MIGRATIONS_PREFIX,
+  type MigrationRecord,
   masterRecordSchema,
+  migrationRecordSchema,
   NODE_SETTINGS_PREFIX,
   NODES_PREFIX,
   type NodeRecord,
@@ -49,6 +53,8 @@ export interface ClusterSnapshot {
   /** Who holds each vserver's volumes (see HolderRecord). */
   readonly holders: Map<string, Versioned<HolderRecord>>;
   readonly filesystems: Set<string>;
+  /** Live moves asked for or under way, by vserver. */
+  readonly migrations: Map<string, Versioned<MigrationRecord>>;
   master: { readonly record: MasterRecord; readonly term: number } | undefined;
   revision: number;
 }
@@ -62,9 +68,22 @@ export function emptySnapshot(): ClusterSnapshot {
     running: new Map(),
     holders: new Map(),
     filesystems: new Set(),
+    migrations: new Map(),
     master: undefined,
     revision: 0,
   };
+}
+
+/** Sets or deletes one versioned record of a snapshot's map. */
+function putVersioned<T>(
+  map: Map<string, Versioned<T>>,
+  id: string,
+  schema: z.ZodType<T>,
+  key: string,
+  kv: KeyValue | undefined,
+): void {
+  if (kv === undefined) map.delete(id);
+  else map.set(id, { record: decodeRecord(schema, key, kv.value), modRevision: kv.modRevision });
 }
 
 /** Applies one key's new value (or its deletion, when `kv` is undefined) to a snapshot. */
@@ -89,33 +108,17 @@ export function applyKey(
       if (kv === undefined) snapshot.settings.delete(id);
       else snapshot.settings.set(id, decodeRecord(nodeSettingsSchema, key, kv.value));
     } else if (key.startsWith(VSERVERS_PREFIX)) {
-      const id = idOfKey(VSERVERS_PREFIX, key);
-      if (kv === undefined) snapshot.vservers.delete(id);
-      else
-        snapshot.vservers.set(id, {
-          record: decodeRecord(vserverRecordSchema, key, kv.value),
-          modRevision: kv.modRevision,
-        });
+      putVersioned(snapshot.vservers, idOfKey(VSERVERS_PREFIX, key), vserverRecordSchema, key, kv);
     } else if (key.startsWith(PLACEMENTS_PREFIX)) {
-      const id = idOfKey(PLACEMENTS_PREFIX, key);
-      if (kv === undefined) snapshot.placements.delete(id);
-      else
-        snapshot.placements.set(id, {
-          record: decodeRecord(placementRecordSchema, key, kv.value),
-          modRevision: kv.modRevision,
-        });
+      putVersioned(snapshot.placements, idOfKey(PLACEMENTS_PREFIX, key), placementRecordSchema, key, kv);
     } else if (key.startsWith(RUNNING_PREFIX)) {
       const id = idOfKey(RUNNING_PREFIX, key);
       if (kv === undefined) snapshot.running.delete(id);
       else snapshot.running.set(id, decodeRecord(runningRecordSchema, key, kv.value));
     } else if (key.startsWith(HOLDERS_PREFIX)) {
-      const id = idOfKey(HOLDERS_PREFIX, key);
-      if (kv === undefined) snapshot.holders.delete(id);
-      else
-        snapshot.holders.set(id, {
-          record: decodeRecord(holderRecordSchema, key, kv.value),
-          modRevision: kv.modRevision,
-        });
+      putVersioned(snapshot.holders, idOfKey(HOLDERS_PREFIX, key), holderRecordSchema, key, kv);
+    } else if (key.startsWith(MIGRATIONS_PREFIX)) {
+      putVersioned(snapshot.migrations, idOfKey(MIGRATIONS_PREFIX, key), migrationRecordSchema, key, kv);
     } else if (key.startsWith(FILESYSTEMS_PREFIX)) {
       const id = idOfKey(FILESYSTEMS_PREFIX, key);
       if (kv === undefined) snapshot.filesystems.delete(id);

@@ -24,7 +24,7 @@ import {
   type VserverRecord,
   vserverRecordSchema,
 } from "./catalog.ts";
-import { readClusterSnapshot } from "./cluster-view.ts";
+import { type ClusterSnapshot, readClusterSnapshot } from "./cluster-view.ts";
 import {
   LABEL_CHARS_MAX,
   type OperatorState,
@@ -353,6 +353,58 @@ export function removeExport(
   });
 }
 
+/**
+ * Whether `nodeId` can take `vserverId` now: it exists, is alive, is a filer, is enabled, and is not
+ * where the vserver already is. Throws AdminError saying which it is not.
+ */
+export function checkMoveTarget(snapshot: ClusterSnapshot, vserverId: string, nodeId: string): void {
+  const vserver = snapshot.vservers.get(vserverId);
+  if (vserver === undefined) throw new AdminError("NOT_FOUND", `vserver ${vserverId} does not exist`);
+  const node = snapshot.nodes.get(nodeId);
+  if (node === undefined) {
+    const known = snapshot.settings.has(nodeId);
+    throw new AdminError(
+      known ? "CONFLICT" : "NOT_FOUND",
+      known
+        ? `node ${nodeId} is dead (no membership lease); move to a live node`
+        : `node ${nodeId} does not exist`,
+    );
+  }
+  if (!node.roles.includes("filer")) throw new AdminError("CONFLICT", `node ${nodeId} has no filer role`);
+  const state = snapshot.settings.get(nodeId)?.operatorState ?? "enabled";
+  if (state !== "enabled") throw new AdminError("CONFLICT", `node ${nodeId} is ${state}; enable it first`);
+  if (snapshot.placements.get(vserverId)?.record.node === nodeId)
+    throw new AdminError("CONFLICT", `vserver ${vserverId} is already on ${nodeId}`);
+}
+
+/**
+ * Places a vserver on `nodeId` with the next generation, if its placement is still the one at
+ * `modRevision` (the live move's cutover; an operator's move reads it first). False if it changed.
+ */
+export async function placeVserver(
+  store: CoordinationStore,
+  vserverId: string,
+  nodeId: string,
+  current: { readonly record: PlacementRecord; readonly modRevision: number } | undefined,
+): Promise<PlacementRecord | undefined> {
+  const key = clusterKeys.placement(vserverId);
+  const next: PlacementRecord = {
+    node: nodeId,
+    generation: (current?.record.generation ?? 0) + 1,
+    sinceMs: Date.now(),
+    blocked: null,
+  };
+  const result = await store.txn(
+    [
+      current === undefined
+        ? { key, target: "create", equals: 0 }
+        : { key, target: "mod", equals: current.modRevision },
+    ],
+    [{ op: "put", key, value: encodeRecord(placementRecordSchema, next) }],
+  );
+  return result.succeeded ? next : undefined;
+}
+
 /** An operator's move: to a live, enabled filer node, now (no cooldown applies to an operator). */
 export async function moveVserver(
   store: CoordinationStore,
@@ -362,40 +414,9 @@ export async function moveVserver(
   checkId(nodeId, "node id");
   for (let attempt = 0; attempt < CAS_ATTEMPTS_MAX; attempt++) {
     const snapshot = await readClusterSnapshot(store);
-    const vserver = snapshot.vservers.get(vserverId);
-    if (vserver === undefined) throw new AdminError("NOT_FOUND", `vserver ${vserverId} does not exist`);
-    const node = snapshot.nodes.get(nodeId);
-    if (node === undefined) {
-      const known = snapshot.settings.has(nodeId);
-      throw new AdminError(
-        known ? "CONFLICT" : "NOT_FOUND",
-        known
-          ? `node ${nodeId} is dead (no membership lease); move to a live node`
-          : `node ${nodeId} does not exist`,
-      );
-    }
-    if (!node.roles.includes("filer")) throw new AdminError("CONFLICT", `node ${nodeId} has no filer role`);
-    const state = snapshot.settings.get(nodeId)?.operatorState ?? "enabled";
-    if (state !== "enabled") throw new AdminError("CONFLICT", `node ${nodeId} is ${state}; enable it first`);
-    const current = snapshot.placements.get(vserverId);
-    if (current?.record.node === nodeId)
-      throw new AdminError("CONFLICT", `vserver ${vserverId} is already on ${nodeId}`);
-    const key = clusterKeys.placement(vserverId);
-    const next: PlacementRecord = {
-      node: nodeId,
-      generation: (current?.record.generation ?? 0) + 1,
-      sinceMs: Date.now(),
-      blocked: null,
-    };
-    const result = await store.txn(
-      [
-        current === undefined
-          ? { key, target: "create", equals: 0 }
-          : { key, target: "mod", equals: current.modRevision },
-      ],
-      [{ op: "put", key, value: encodeRecord(placementRecordSchema, next) }],
-    );
-    if (result.succeeded) return next;
+    checkMoveTarget(snapshot, vserverId, nodeId);
+    const placed = await placeVserver(store, vserverId, nodeId, snapshot.placements.get(vserverId));
+    if (placed !== undefined) return placed;
   }
   throw new AdminError("UNAVAILABLE", `vserver ${vserverId}: its placement kept changing; try again`);
 }

@@ -23,6 +23,8 @@ export interface LocalClusterOptions {
   /** Space each node's storage server offers. */
   readonly capacityBytes: number;
   readonly policy?: PlannerPolicy;
+  /** Service-state pages per node, where not the default (a small one refuses live moves in). */
+  readonly statePagesMaxByNode?: Readonly<Record<string, number>>;
   readonly logger: Logger;
 }
 
@@ -85,6 +87,9 @@ export class LocalCluster implements AsyncDisposable {
       vserversMax: 64,
       storageGraceMs: this.options.storageGraceMs,
       ...(this.options.policy === undefined ? {} : { policy: this.options.policy }),
+      ...(this.options.statePagesMaxByNode?.[nodeId] === undefined
+        ? {}
+        : { statePagesMax: this.options.statePagesMaxByNode[nodeId] }),
       logger: this.options.logger,
     });
     this.nodes.set(nodeId, node);

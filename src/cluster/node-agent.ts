@@ -13,6 +13,9 @@ import type { BlockDeviceError } from "../block/index.ts";
 import { RemoteBlockDevice } from "../block/remote-device.ts";
 import { mkfs } from "../fs/index.ts";
 import { parseExportRule } from "../nfs/exports.ts";
+import { PagePool } from "../service/arena.ts";
+import { MoveListener, type MoveManifest, type MoveOffer, MoveSender } from "../service/move-channel.ts";
+import { SERVICE_PAGES_MAX_DEFAULT, ServiceState } from "../service/service-state.ts";
 import { VserverRuntime } from "../service/vserver-runtime.ts";
 import type { StorageClientSource } from "../storage/server-registry.ts";
 import type { CoordinationStore, Lease } from "../store/index.ts";
@@ -26,7 +29,16 @@ import {
   type VserverRecord,
 } from "./catalog.ts";
 import { ClusterView } from "./cluster-view.ts";
+import { placeVserver } from "./desired-state.ts";
 import { HANDOVER_WAIT_MS_DEFAULT, type HolderClaim, releaseHolder, takeHolder } from "./handover.ts";
+import {
+  checkLiveMove,
+  finalCopy,
+  headroomPages,
+  precopy,
+  SUSPEND_DRAIN_MS,
+  updateMigration,
+} from "./live-move.ts";
 
 export interface NodeAgentOptions {
   readonly store: CoordinationStore;
@@ -42,7 +54,27 @@ export interface NodeAgentOptions {
   readonly cacheBytes?: number;
   /** How long a start waits for a live previous holder to hand over before fencing it (forced). */
   readonly handoverWaitMs?: number;
+  /**
+   * Live moves: the cluster secret that authenticates the move channel, and the address to take
+   * moves on. Without them the node neither sends nor takes live moves.
+   */
+  readonly move?: { readonly secret: Uint8Array; readonly host: string };
+  /** Pages for every vserver's service state on this node (default 16 vservers' worth). */
+  readonly statePagesMax?: number;
+  /** The node's vserver slots (a live move is refused when they are all taken). */
+  readonly vserversMax?: number;
 }
+
+/** State moved in from another node, kept until the vserver starts here (or for a bounded time). */
+interface Staged {
+  readonly generation: number;
+  readonly from: string;
+  readonly state: ServiceState;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** How long moved-in state waits for its vserver's start before it is dropped. */
+const STAGED_TTL_MS = 30_000;
 
 /** A vserver this node serves (or is starting or stopping). */
 interface Served {
@@ -71,16 +103,34 @@ export class NodeAgent implements AsyncDisposable {
   private closed = false;
   /** Starts waiting for a handover, woken by every change the view hears of. */
   private readonly changeWaiters = new Set<() => void>();
+  /** The node's service-state pages, shared by its vservers. */
+  readonly pages: PagePool;
+  private moveListener: MoveListener | undefined;
+  private readonly staged = new Map<string, Staged>();
+  /** Live-move requests this node has carried out (or refused), so each runs once. */
+  private readonly migrationsSeen = new Set<string>();
   private readonly options: NodeAgentOptions;
   private readonly log: Logger;
 
   private constructor(options: NodeAgentOptions) {
     this.options = options;
     this.log = options.logger.child({ component: "agent", nodeId: options.nodeId });
+    this.pages = new PagePool(options.statePagesMax ?? SERVICE_PAGES_MAX_DEFAULT * 16);
   }
 
   static async start(options: NodeAgentOptions): Promise<NodeAgent> {
     const agent = new NodeAgent(options);
+    if (options.move !== undefined) {
+      agent.moveListener = await MoveListener.listen(
+        options.move.host,
+        options.move.secret,
+        {
+          check: (offer) => agent.checkOffer(offer),
+          stage: (offer, manifest, images) => agent.stage(offer, manifest, images),
+        },
+        agent.log,
+      );
+    }
     agent.view = await ClusterView.follow(options.store, agent.log, () => {
       for (const wake of [...agent.changeWaiters]) wake();
       agent.reconcile();
@@ -154,7 +204,19 @@ export class NodeAgent implements AsyncDisposable {
         want.generation === have.generation &&
         sameSpec(want.spec, have.spec) &&
         !have.fenced;
-      return same ? undefined : this.stop(id, have);
+      if (!same) return this.stop(id, have);
+      const migration = this.view?.current.migrations.get(id)?.record;
+      if (
+        migration !== undefined &&
+        migration.state === "requested" &&
+        migration.from === this.options.nodeId &&
+        !this.migrationsSeen.has(migration.requestId) &&
+        have.runtime !== undefined
+      ) {
+        this.migrationsSeen.add(migration.requestId);
+        return this.moveOut(id, have, migration.requestId, migration.to, migration.force);
+      }
+      return undefined;
     }
     if (want === undefined) return undefined;
     const failed = this.failures.get(id);
@@ -236,43 +298,36 @@ export class NodeAgent implements AsyncDisposable {
       .slice(1)
       .map((d, i) => ({ name: spec.volumes[i + 1]!, volumeId: i + 2, device: d }));
     const exports = spec.exports.map((text) => parseExportRule(text));
+    const staged = this.takeStaged(id, generation);
     let attempts = 0;
-    while (served.runtime === undefined) {
-      if (!this.stillWanted(id, generation) || served.fenced) return;
-      try {
-        served.runtime = await VserverRuntime.start({
-          vserverId: spec.handleId,
-          volumeId: 1,
-          handleKey: new Uint8Array(Buffer.from(spec.handleKey, "base64")),
+    try {
+      while (served.runtime === undefined) {
+        if (!this.stillWanted(id, generation) || served.fenced) return;
+        served.runtime = await this.startRuntime(
+          served,
           device,
           more,
-          format: false,
-          vips: spec.vips,
-          nfsPort: spec.nfsPort,
-          mountPort: spec.mountPort,
           exports,
-          logger: log,
-          ...(this.options.cacheBytes === undefined ? {} : { cacheBytes: this.options.cacheBytes }),
-        });
-      } catch (error) {
-        // A VIP still held by a previous owner that has not yet stopped (it will, once it sees it
-        // has lost its lease): wait for it, as a real VIP waits for the old holder's ARP to age out.
-        if (!isAddressInUse(error)) throw error;
-        if (attempts++ % 20 === 0)
-          log.warn({ err: error, attempts }, "a VIP is still held elsewhere; retrying");
-        await new Promise((resolve) =>
-          setTimeout(resolve, this.options.bindRetryMs ?? BIND_RETRY_MS_DEFAULT),
+          log,
+          staged?.state,
+          attempts++,
         );
       }
+    } finally {
+      if (served.runtime === undefined) staged?.state.dispose();
     }
     const runtime = served.runtime;
     if (served.fenced) return;
+    const stats = runtime.stateStats();
     const record: RunningRecord = {
       nodeId,
       generation,
       endpoints: runtime.endpoints.map((e) => ({ ...e })),
       ownerEpochs,
       sinceMs: Date.now(),
+      statePages: stats.pages,
+      stateLiveBytes: stats.liveBytes,
+      liveFrom: staged?.from ?? null,
     };
     const lease = this.options.lease();
     if (lease !== undefined) {
@@ -287,10 +342,213 @@ export class NodeAgent implements AsyncDisposable {
         handoverFrom: served.holder.from ?? null,
         handoverWaitMs: served.holder.waitedMs,
         forced: served.holder.forced,
+        liveFrom: staged?.from ?? null,
+        statePages: stats.pages,
       },
       "vserver started",
     );
     this.failures.delete(id);
+  }
+
+  /** One attempt to start serving; undefined when a VIP is still held elsewhere (try again). */
+  private async startRuntime(
+    served: Served,
+    device: RemoteBlockDevice,
+    more: { name: string; volumeId: number; device: RemoteBlockDevice }[],
+    exports: ReturnType<typeof parseExportRule>[],
+    log: Logger,
+    state: ServiceState | undefined,
+    attempts: number,
+  ): Promise<VserverRuntime | undefined> {
+    const { spec } = served;
+    try {
+      return await VserverRuntime.start({
+        vserverId: spec.handleId,
+        volumeId: 1,
+        handleKey: new Uint8Array(Buffer.from(spec.handleKey, "base64")),
+        device,
+        more,
+        format: false,
+        vips: spec.vips,
+        nfsPort: spec.nfsPort,
+        mountPort: spec.mountPort,
+        exports,
+        logger: log,
+        pages: this.pages,
+        ...(state === undefined ? {} : { state }),
+        ...(this.options.cacheBytes === undefined ? {} : { cacheBytes: this.options.cacheBytes }),
+      });
+    } catch (error) {
+      // A VIP still held by a previous owner that has not yet stopped (it will, once it sees it
+      // has lost its lease): wait for it, as a real VIP waits for the old holder's ARP to age out.
+      if (!isAddressInUse(error)) throw error;
+      if (attempts % 20 === 0) log.warn({ err: error, attempts }, "a VIP is still held elsewhere; retrying");
+      await new Promise((resolve) => setTimeout(resolve, this.options.bindRetryMs ?? BIND_RETRY_MS_DEFAULT));
+      return undefined;
+    }
+  }
+
+  /** Where this node takes live moves (host:port), or "" when it takes none. */
+  get moveAddress(): string {
+    return this.moveListener?.address ?? "";
+  }
+
+  /** The receiving side's check of an offer: alive, not closing, room for the pages and a slot. */
+  private checkOffer(offer: MoveOffer): string | undefined {
+    if (this.closed || this.options.lease() === undefined)
+      return `node ${this.options.nodeId} is not serving`;
+    const need = offer.pages + headroomPages(offer.pages);
+    if (this.pages.pagesFree < need)
+      return `node ${this.options.nodeId} has ${this.pages.pagesFree} free service-state pages, needs ${need}`;
+    const slots = this.options.vserversMax ?? Number.POSITIVE_INFINITY;
+    if (this.served.size >= slots) return `node ${this.options.nodeId} already runs its ${slots} vservers`;
+    if (this.served.has(offer.vserverId)) return `vserver ${offer.vserverId} already runs here`;
+    return undefined;
+  }
+
+  /** Builds the moved state from its pages (re-based and checked) and keeps it for the start. */
+  private stage(offer: MoveOffer, manifest: MoveManifest, images: ReadonlyMap<number, Uint8Array>): void {
+    if (manifest.tag !== offer.tag)
+      throw new Error(`the manifest's tag ${manifest.tag} is not the offer's ${offer.tag}`);
+    const state = ServiceState.restore(this.pages, manifest, images);
+    this.dropStaged(offer.vserverId);
+    const timer = setTimeout(() => {
+      if (this.dropStaged(offer.vserverId))
+        this.log.warn(
+          { vserverId: offer.vserverId },
+          "moved-in state dropped: the vserver did not start here in time",
+        );
+    }, STAGED_TTL_MS);
+    timer.unref();
+    this.staged.set(offer.vserverId, { generation: offer.generation, from: offer.from, state, timer });
+    this.log.info(
+      { vserverId: offer.vserverId, from: offer.from, pages: manifest.pages.length },
+      "moved-in state staged",
+    );
+  }
+
+  private takeStaged(id: string, generation: number): Staged | undefined {
+    const staged = this.staged.get(id);
+    if (staged === undefined) return undefined;
+    this.staged.delete(id);
+    clearTimeout(staged.timer);
+    if (staged.generation === generation) return staged;
+    staged.state.dispose();
+    return undefined;
+  }
+
+  private dropStaged(id: string): boolean {
+    const staged = this.staged.get(id);
+    if (staged === undefined) return false;
+    this.staged.delete(id);
+    clearTimeout(staged.timer);
+    staged.state.dispose();
+    return true;
+  }
+
+  /** Carries out a live move of a vserver served here (see live-move.ts); records how it went. */
+  private async moveOut(
+    id: string,
+    served: Served,
+    requestId: string,
+    to: string,
+    force: boolean,
+  ): Promise<void> {
+    const { store, nodeId } = this.options;
+    const log = this.log.child({ vserverId: id, liveMoveTo: to, requestId });
+    const report = (patch: Parameters<typeof updateMigration>[3]): Promise<void> =>
+      updateMigration(store, id, requestId, patch).catch((error: unknown) =>
+        log.warn({ err: error }, "could not record the live move's progress"),
+      );
+    const runtime = served.runtime;
+    const secret = this.options.move?.secret;
+    let sender: MoveSender | undefined;
+    let rounds = 0;
+    let suspendedAt: number | undefined;
+    let cutOver = false;
+    try {
+      if (runtime === undefined || secret === undefined)
+        throw new Error(`node ${nodeId} cannot send live moves`);
+      const snapshot = this.view?.current;
+      if (snapshot === undefined) throw new Error("no view of the cluster yet");
+      checkLiveMove(snapshot, id, to, force);
+      const placement = snapshot.placements.get(id);
+      if (placement === undefined || placement.record.generation !== served.generation)
+        throw new Error("the vserver's placement changed; not moved");
+      const target = snapshot.nodes.get(to);
+      if (target === undefined) throw new Error(`node ${to} is gone`);
+      const stats = runtime.stateStats();
+      log.info({ pages: stats.pages, liveBytes: stats.liveBytes }, "live move: offering the state");
+      sender = await MoveSender.open(target.moveAddress, secret);
+      const refusal = await sender.offer({
+        vserverId: id,
+        tag: runtime.state.arena.tag,
+        generation: placement.record.generation + 1,
+        from: nodeId,
+        pages: stats.pages,
+        liveBytes: stats.liveBytes,
+      });
+      if (refusal !== undefined) throw new Error(`node ${to} refused: ${refusal}`);
+      await report({ state: "copying" });
+      const pre = await precopy(runtime.state, sender, log);
+      rounds = pre.rounds;
+      suspendedAt = performance.now();
+      await runtime.suspend(SUSPEND_DRAIN_MS);
+      try {
+        await finalCopy(runtime.state, sender, pre.pending);
+        const placed = await placeVserver(store, id, to, placement);
+        if (placed === undefined) throw new Error("the vserver's placement changed during the move");
+        cutOver = true;
+      } catch (error) {
+        runtime.resume();
+        throw error;
+      }
+      // From here the target owns the vserver: hand off and let go, as a planned move does.
+      await runtime.handOff();
+      const closed = await Promise.allSettled(served.devices.map((d) => d.close()));
+      this.served.delete(id);
+      await this.withdrawRunning(id, served.generation);
+      const released = await this.letGo(id, served);
+      const suspendedMs = Math.round(performance.now() - suspendedAt);
+      log.info(
+        {
+          rounds,
+          pagesSent: sender.pagesSent,
+          bytesSent: sender.bytesSent,
+          suspendedMs,
+          clean: released && closed.every((c) => c.status === "fulfilled"),
+        },
+        "live move: handed over",
+      );
+      await report({
+        state: "done",
+        rounds,
+        pagesSent: sender.pagesSent,
+        bytesSent: sender.bytesSent,
+        suspendedMs,
+      });
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (cutOver) {
+        // The target owns it now; what failed was the local clean-up (the holder key goes with the lease).
+        log.error({ err: error }, "live move: clean-up after the cutover failed");
+        this.served.delete(id);
+        await report({ state: "done", reason, rounds });
+        return;
+      }
+      sender?.abort();
+      log.warn({ reason }, "live move failed; the vserver goes on serving here");
+      await report({
+        state: "failed",
+        reason,
+        rounds,
+        pagesSent: sender?.pagesSent ?? 0,
+        bytesSent: sender?.bytesSent ?? 0,
+        suspendedMs: suspendedAt === undefined ? 0 : Math.round(performance.now() - suspendedAt),
+      });
+    } finally {
+      sender?.close();
+    }
   }
 
   /** A file system is made once per volume, and recorded before anyone can write to it. */
@@ -382,6 +640,8 @@ export class NodeAgent implements AsyncDisposable {
     const all = [...this.served.values()];
     await Promise.allSettled(all.map((s) => s.runtime?.abort()));
     await Promise.allSettled(all.flatMap((s) => s.devices.map((d) => d.abandon())));
+    await this.moveListener?.close();
+    for (const id of [...this.staged.keys()]) this.dropStaged(id);
     await this.view?.close();
   }
 
@@ -391,6 +651,8 @@ export class NodeAgent implements AsyncDisposable {
     this.closed = true;
     await Promise.allSettled([...this.tasks.values()]);
     await Promise.allSettled([...this.served.entries()].map(([id, served]) => this.stop(id, served)));
+    await this.moveListener?.close();
+    for (const id of [...this.staged.keys()]) this.dropStaged(id);
     await this.view?.close();
   }
 

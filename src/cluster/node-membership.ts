@@ -150,7 +150,8 @@ export class NodeMembership implements AsyncDisposable {
     this.options.onLost();
   }
 
-  private publish(): void {
+  /** Puts the health record now (it is also refreshed on a timer). */
+  publish(): void {
     const lease = this.current;
     if (lease === undefined || this.closed) return;
     this.options.store

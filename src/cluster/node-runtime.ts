@@ -47,6 +47,10 @@ export interface NodeRuntimeOptions {
   /** See MasterOptions.takeoverGraceMs; default twice the lease TTL. */
   readonly takeoverGraceMs?: number;
   readonly adminUrl?: string;
+  /** Pages for its vservers' service state (see NodeAgentOptions.statePagesMax). */
+  readonly statePagesMax?: number;
+  /** The address this node takes live moves on (default 127.0.0.1; a free port is picked). */
+  readonly moveHost?: string;
   readonly logger: Logger;
 }
 
@@ -129,8 +133,13 @@ export class NodeRuntime implements AsyncDisposable {
         servers: this.registryRef,
         lease: () => this.membership?.lease,
         logger: this.log,
+        move: { secret, host: this.options.moveHost ?? "127.0.0.1" },
+        vserversMax: this.options.vserversMax,
+        ...(this.options.statePagesMax === undefined ? {} : { statePagesMax: this.options.statePagesMax }),
       });
     }
+    // The move address is known only now: publish it at once rather than at the next refresh.
+    this.membership.publish();
     this.election = new MasterElection({
       store,
       nodeId,
@@ -171,6 +180,8 @@ export class NodeRuntime implements AsyncDisposable {
       adminUrl: this.options.adminUrl ?? "",
       startedAtMs: this.startedAtMs,
       pid: process.pid,
+      moveAddress: this.agentRef?.moveAddress ?? "",
+      statePagesFree: this.agentRef?.pages.pagesFree ?? 0,
     };
   }
 

@@ -87,6 +87,8 @@ export interface NfsProgramOptions {
   readonly logger: Logger;
   readonly metrics: ProcedureMetrics;
   readonly dupCache: DuplicateRequestCache<RpcOutcome>;
+  /** Told of every call, for the vserver's client table. */
+  readonly onCall?: (client: string) => void;
 }
 
 function statusOf(outcome: RpcOutcome): number | undefined {
@@ -139,6 +141,7 @@ export function nfsProgram(options: NfsProgramOptions): RpcProgram {
   async function dispatch(proc: AnyNfsProcedure, call: RpcCall): Promise<RpcOutcome> {
     const started = performance.now();
     let outcome: RpcOutcome | undefined;
+    options.onCall?.(call.client.address);
     try {
       const argBytes = call.args.rest();
       const args = proc.decode(call.args);

@@ -17,6 +17,9 @@ import type { NfsVolumeService } from "../nfs/procedure.ts";
 import { RpcServer } from "../rpc/index.ts";
 import type { RpcOutcome } from "../rpc/types.ts";
 import { assert } from "../util/assert.ts";
+import { PagePool } from "./arena.ts";
+import { CallGate } from "./call-gate.ts";
+import { SERVICE_PAGES_MAX_DEFAULT, ServiceState, type ServiceStateStats } from "./service-state.ts";
 
 export interface VserverRuntimeOptions {
   /** 32-bit ids that go into file handles: stable for the vserver's life, across failovers. */
@@ -46,6 +49,13 @@ export interface VserverRuntimeOptions {
     readonly volumeId: number;
     readonly device: BlockDevice;
   }[];
+  /** The node's pool for service-state pages (a pool of this vserver's own when not given). */
+  readonly pages?: PagePool;
+  /**
+   * State moved live from another node (reply cache, mounts, clients, write verifier); the runtime
+   * owns it once started. A fresh state with a new write verifier when not given.
+   */
+  readonly state?: ServiceState;
 }
 
 export interface VipEndpoint {
@@ -69,19 +79,25 @@ export function libnfsUrl(host: string, nfsPort: number, mountPort: number): str
 
 export class VserverRuntime implements AsyncDisposable {
   readonly endpoints: readonly VipEndpoint[];
-  /** New at every start, so clients resend unstable writes after a failover. */
+  /**
+   * New at every cold start, so clients resend unstable writes after a failover; kept by a live move,
+   * which commits everything before the state leaves.
+   */
   readonly writeVerifier: Uint8Array;
+  readonly state: ServiceState;
   readonly metrics: ProcedureMetrics;
   readonly volume: Volume;
   /** The further volumes, by export name. */
   readonly moreVolumes: ReadonlyMap<string, Volume>;
   private readonly servers: readonly RpcServer[];
+  private readonly gate: CallGate;
   private readonly log: Logger;
   private stopping: Promise<void> | undefined;
 
   private constructor(fields: {
     endpoints: VipEndpoint[];
-    writeVerifier: Uint8Array;
+    state: ServiceState;
+    gate: CallGate;
     metrics: ProcedureMetrics;
     volume: Volume;
     moreVolumes: Map<string, Volume>;
@@ -89,7 +105,9 @@ export class VserverRuntime implements AsyncDisposable {
     log: Logger;
   }) {
     this.endpoints = fields.endpoints;
-    this.writeVerifier = fields.writeVerifier;
+    this.state = fields.state;
+    this.writeVerifier = fields.state.writeVerifier;
+    this.gate = fields.gate;
     this.metrics = fields.metrics;
     this.volume = fields.volume;
     this.moreVolumes = fields.moreVolumes;
@@ -98,7 +116,28 @@ export class VserverRuntime implements AsyncDisposable {
   }
 
   static async start(options: VserverRuntimeOptions): Promise<VserverRuntime> {
+    const state =
+      options.state ??
+      ServiceState.create(
+        options.pages ?? new PagePool(SERVICE_PAGES_MAX_DEFAULT),
+        options.vserverId,
+        new Uint8Array(randomBytes(8)),
+      );
+    try {
+      return await VserverRuntime.startWith(options, state);
+    } catch (error) {
+      // A state given stays the caller's until a start succeeds (it may try again with it).
+      if (options.state === undefined) state.dispose();
+      throw error;
+    }
+  }
+
+  private static async startWith(
+    options: VserverRuntimeOptions,
+    state: ServiceState,
+  ): Promise<VserverRuntime> {
     assert(options.vips.length > 0, "a vserver answers on at least one VIP");
+    assert(state.arena.tag === options.vserverId, "a service state is its own vserver's");
     const log = options.logger.child({ vserverId: options.vserverId });
     if (options.format) {
       await mkfs(options.device);
@@ -109,7 +148,7 @@ export class VserverRuntime implements AsyncDisposable {
       ...(options.txgIntervalMs === undefined ? {} : { txgIntervalMs: options.txgIntervalMs }),
     };
     const volume = await mount(options.device, mountOptions);
-    const writeVerifier = new Uint8Array(randomBytes(8));
+    const writeVerifier = state.writeVerifier;
     const handles = new FileHandleCodec(options.handleKey);
     const serviceOf = (volumeId: number, mounted: Volume): NfsVolumeService => ({
       vserverId: options.vserverId,
@@ -141,7 +180,9 @@ export class VserverRuntime implements AsyncDisposable {
     const exports = (): ExportTable => table;
     const metrics = new ProcedureMetrics();
     // One cache for all VIPs: a retransmission that arrives on another VIP is still answered from it.
-    const dupCache = new DuplicateRequestCache<RpcOutcome>();
+    const dupCache = new DuplicateRequestCache<RpcOutcome>(state.replies);
+    const gate = new CallGate();
+    const onCall = (client: string): void => state.clients.seen(client);
     const servers: RpcServer[] = [];
     const endpoints: VipEndpoint[] = [];
     try {
@@ -149,12 +190,16 @@ export class VserverRuntime implements AsyncDisposable {
         const nfs = new RpcServer({
           name: "nfs",
           logger: log,
-          programs: [nfsProgram({ service, more, exports, logger: log, metrics, dupCache })],
+          programs: [
+            gate.wrap(nfsProgram({ service, more, exports, logger: log, metrics, dupCache, onCall })),
+          ],
         });
         const mountd = new RpcServer({
           name: "mount",
           logger: log,
-          programs: [mountProgram({ service, more, exports, logger: log, metrics })],
+          programs: [
+            gate.wrap(mountProgram({ service, more, exports, logger: log, metrics, mounts: state.mounts })),
+          ],
         });
         servers.push(nfs, mountd);
         const nfsPort = (await nfs.listen(address, options.nfsPort)).port;
@@ -173,15 +218,61 @@ export class VserverRuntime implements AsyncDisposable {
       throw error;
     }
     log.info({ endpoints: endpoints.map((e) => e.url) }, "vserver serving");
-    return new VserverRuntime({ endpoints, writeVerifier, metrics, volume, moreVolumes, servers, log });
+    return new VserverRuntime({ endpoints, state, gate, metrics, volume, moreVolumes, servers, log });
+  }
+
+  private get volumes(): Volume[] {
+    return [this.volume, ...this.moreVolumes.values()];
+  }
+
+  stateStats(): ServiceStateStats {
+    return this.state.stats();
+  }
+
+  /**
+   * For a live move: new calls are held, those running finish (within `drainMs`), and every volume
+   * commits, so nothing acknowledged depends on this node once the state has left. Undone by resume.
+   */
+  async suspend(drainMs: number): Promise<void> {
+    assert(this.stopping === undefined, "a stopping vserver is not suspended");
+    await this.gate.shutAndDrain(drainMs);
+    try {
+      await Promise.all(this.volumes.map((v) => v.commit()));
+    } catch (error) {
+      this.gate.open();
+      throw error;
+    }
+  }
+
+  /** A rolled-back move: the held calls go on here. */
+  resume(): void {
+    this.gate.open();
+  }
+
+  /**
+   * The move went through: held calls are dropped and every connection cut, so that clients reconnect
+   * at once (to the new owner, on the same VIPs); the volumes, committed at the suspend, unmount.
+   */
+  handOff(): Promise<void> {
+    return this.finish((server) => server.abort(), "vserver handed off after a live move");
   }
 
   /** Stops answering, lets calls in flight finish, commits and unmounts. */
   stop(): Promise<void> {
+    return this.finish((server) => server.close(), "vserver stopped");
+  }
+
+  /** Drops new and held calls, ends the servers as `end` does, unmounts, frees the state's pages. */
+  private finish(end: (server: RpcServer) => Promise<void>, message: string): Promise<void> {
     this.stopping ??= (async () => {
-      await Promise.allSettled(this.servers.map((s) => s.close()));
-      await Promise.all([this.volume, ...this.moreVolumes.values()].map((v) => v.unmount()));
-      this.log.info("vserver stopped");
+      this.gate.abandon();
+      await Promise.allSettled(this.servers.map(end));
+      try {
+        await Promise.all(this.volumes.map((v) => v.unmount()));
+      } finally {
+        this.state.dispose();
+      }
+      this.log.info({ dropped: this.gate.dropped }, message);
     })();
     return this.stopping;
   }
@@ -192,8 +283,12 @@ export class VserverRuntime implements AsyncDisposable {
    * crash. Nothing unacknowledged is promised to anyone; acknowledged stable writes are on storage.
    */
   async abort(): Promise<void> {
+    this.gate.abandon();
     const aborted = Promise.allSettled(this.servers.map((s) => s.abort()));
-    this.stopping ??= aborted.then(() => this.log.warn("vserver aborted"));
+    this.stopping ??= aborted.then(() => {
+      this.state.dispose();
+      this.log.warn("vserver aborted");
+    });
     await aborted;
   }
 

@@ -16,6 +16,7 @@ import { LocalCluster } from "../../src/cluster/local-cluster.ts";
 import { createVolume } from "../../src/storage/volumes.ts";
 import { EmbeddedStore } from "../../src/store/index.ts";
 import { NfsTestClient } from "../support/nfs-test-client.ts";
+import { until } from "../support/until.ts";
 
 const MiB = 1024 * 1024;
 const FILE_SYNC = 2;
@@ -55,16 +56,6 @@ after(async () => {
   await store.close();
   await rm(root, { recursive: true, force: true });
 });
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** The node serving the vserver at its current placement, once it does. */
 function servedBy(vserverId: string, notOn?: string): Promise<string> {

@@ -84,6 +84,18 @@ export class NfsTestClient {
     return r.opaque(64).slice();
   }
 
+  /** MOUNT DUMP: every (host, path) the server lists. */
+  async dump(): Promise<{ host: string; path: string }[]> {
+    const r = resultsOf(
+      await this.rpc.call(MOUNT.program, MOUNT.version, 2, new Uint8Array(0), {
+        credential: this.credential,
+      }),
+    );
+    const out: { host: string; path: string }[] = [];
+    while (r.bool()) out.push({ host: r.string(1024), path: r.string(1024) });
+    return out;
+  }
+
   /** CREATE guarded (with `mode`, if given): returns status and, on success, the new handle. */
   async create(
     dir: Uint8Array,

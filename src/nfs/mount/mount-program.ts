@@ -5,6 +5,7 @@ import { XdrWriter } from "../../xdr/index.ts";
 import { type ExportTable, effectiveCredentials } from "../exports.ts";
 import type { ProcedureMetrics } from "../metrics.ts";
 import type { NfsMoreVolumes, NfsVolumeService } from "../procedure.ts";
+import { MemoryMountList, type MountList } from "./mount-list.ts";
 
 export const MOUNT_PROGRAM = 100005;
 export const MOUNT_VERSION = 3;
@@ -26,8 +27,6 @@ const MountStat = {
   SERVERFAULT: 10006,
 } as const;
 const AUTH_FLAVORS = [1, 0];
-/** Mount records kept for DUMP; the oldest go first (the list is advisory, as in every server). */
-const MOUNT_RECORDS_MAX = 1024;
 
 export interface MountProgramOptions {
   readonly service: NfsVolumeService;
@@ -36,6 +35,8 @@ export interface MountProgramOptions {
   readonly exports: () => ExportTable;
   readonly logger: Logger;
   readonly metrics: ProcedureMetrics;
+  /** Where DUMP's records are kept (in memory when not given). */
+  readonly mounts?: MountList;
 }
 
 const success = (w: XdrWriter): RpcOutcome => ({ kind: "success", body: [w.bytes()] });
@@ -79,7 +80,7 @@ function mountStatOf(error: unknown): number {
 /** MOUNT version 3: hands out the root handle of the export to admitted clients. */
 export function mountProgram(options: MountProgramOptions): RpcProgram {
   const log = options.logger.child({ component: "mount" });
-  const mounts = new Map<string, { host: string; path: string }>();
+  const mounts = options.mounts ?? new MemoryMountList();
 
   /** "/NAME/..." is in the volume exported as NAME, if there is one; anything else is in the first. */
   const exportOf = (path: string): { service: NfsVolumeService; rest: string } => {
@@ -108,10 +109,7 @@ export function mountProgram(options: MountProgramOptions): RpcProgram {
           volumeId: service.volumeId,
           ref,
         });
-        const key = `${call.client.address} ${path}`;
-        mounts.delete(key);
-        mounts.set(key, { host: call.client.address, path });
-        while (mounts.size > MOUNT_RECORDS_MAX) mounts.delete(mounts.keys().next().value ?? key);
+        mounts.add(call.client.address, path);
         w.u32(MountStat.OK).opaque(handle).u32(AUTH_FLAVORS.length);
         for (const flavor of AUTH_FLAVORS) w.u32(flavor);
         return success(w);
@@ -121,16 +119,16 @@ export function mountProgram(options: MountProgramOptions): RpcProgram {
     },
     async DUMP() {
       const w = new XdrWriter();
-      for (const { host, path } of mounts.values()) w.bool(true).string(host).string(path);
+      for (const { host, path } of mounts.list()) w.bool(true).string(host).string(path);
       return success(w.bool(false));
     },
     async UMNT(call) {
       const path = call.args.string(MNTPATHLEN, "dirpath");
-      mounts.delete(`${call.client.address} ${path}`);
+      mounts.remove(call.client.address, path);
       return success(new XdrWriter());
     },
     async UMNTALL(call) {
-      for (const [key, record] of mounts) if (record.host === call.client.address) mounts.delete(key);
+      mounts.removeHost(call.client.address);
       return success(new XdrWriter());
     },
     async EXPORT() {

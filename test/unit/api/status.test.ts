@@ -21,6 +21,8 @@ function node(nodeId: string): NodeRecord {
     adminUrl: "",
     startedAtMs: 0,
     pid: 1,
+    moveAddress: "",
+    statePagesFree: 0,
   };
 }
 
@@ -56,10 +58,22 @@ function snapshot(): ClusterSnapshot {
     generation: 3,
     endpoints: [{ address: "127.0.9.2", nfsPort: 2049, mountPort: 20048, url: "nfs://127.0.9.2/" }],
     ownerEpochs: {},
+    statePages: 1,
+    stateLiveBytes: 64,
+    liveFrom: null,
     sinceMs: 0,
   });
   place("moving", { node: "n1", generation: 4, sinceMs: 0, blocked: null });
-  s.running.set("moving", { nodeId: "n1", generation: 3, endpoints: [], ownerEpochs: {}, sinceMs: 0 });
+  s.running.set("moving", {
+    nodeId: "n1",
+    generation: 3,
+    endpoints: [],
+    ownerEpochs: {},
+    sinceMs: 0,
+    statePages: 0,
+    stateLiveBytes: 0,
+    liveFrom: null,
+  });
   place("pinned", {
     node: "n2",
     generation: 1,

@@ -116,6 +116,8 @@ test("membership: a node that cannot renew stops trusting its lease before the s
       adminUrl: "",
       startedAtMs: 0,
       pid: 1,
+      moveAddress: "",
+      statePagesFree: 0,
     }),
     onLost: () => lost++,
     clock,
