@@ -24,23 +24,11 @@ import { parseArgs } from "node:util";
 import { buildLibnfsProgram } from "../test/integration/tools.ts";
 import { failoverRound } from "../test/support/failover-round.ts";
 import { ProcessCluster } from "../test/support/process-cluster.ts";
+import { parsePositive, percentile } from "./stats.ts";
 
 const GOAL_MEDIAN_MS = 2000;
 const KEEPALIVED_MS = 3600;
 const CTDB_DETECTION_MS = 30_000;
-
-function parsePositive(text: string | undefined, fallback: number, what: string): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value <= 0)
-    throw new Error(`--${what} must be a positive whole number, not ${text}`);
-  return value;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
-  return sorted[index] ?? Number.NaN;
-}
 
 const { values } = parseArgs({
   options: {

@@ -5,6 +5,7 @@
  */
 import type { ClusterSnapshot } from "../cluster/cluster-view.ts";
 import type { Blocked } from "../cluster/model.ts";
+import { ARENA_PAGE_BYTES } from "../service/arena.ts";
 import type { VolumeHealth } from "../storage/chunk-census.ts";
 
 export interface NodeStatus {
@@ -36,6 +37,12 @@ export interface VserverStatus {
   readonly runningOn: string | null;
   readonly urls: readonly string[];
   readonly blocked: { readonly code: string; readonly text: string } | null;
+  /** Its service state in memory on the node running it (64 KiB pages, live record bytes); null when not running. */
+  readonly serviceState: {
+    readonly pages: number;
+    readonly bytes: number;
+    readonly liveBytes: number;
+  } | null;
 }
 
 export interface VolumeStatus extends Omit<VolumeHealth, "volumeId"> {
@@ -110,6 +117,18 @@ export function buildStatus(
         running !== undefined && running.nodeId === node && running.generation === placement?.generation;
       const state: VserverState = !nodeAlive ? "down" : current ? "running" : "starting";
       const blocked = placement?.blocked ?? null;
+      const usage =
+        running === undefined
+          ? undefined
+          : snapshot.nodes.get(running.nodeId)?.serviceState.find((u) => u.vserverId === record.vserverId);
+      const serviceState =
+        running === undefined
+          ? null
+          : {
+              pages: usage?.pages ?? running.statePages,
+              bytes: (usage?.pages ?? running.statePages) * ARENA_PAGE_BYTES,
+              liveBytes: usage?.liveBytes ?? running.stateLiveBytes,
+            };
       return {
         id: record.vserverId,
         name: record.name,
@@ -124,6 +143,7 @@ export function buildStatus(
         runningOn: running?.nodeId ?? null,
         urls: running?.endpoints.map((e) => e.url) ?? [],
         blocked: blocked === null ? null : { code: blocked.code, text: describeBlocked(blocked) },
+        serviceState,
       };
     });
   const volumeStatus = volumes.map(

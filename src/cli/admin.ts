@@ -209,13 +209,16 @@ export function formatStatus(status: StatusDocument): string {
   );
   lines.push(
     ...table(
-      ["VSERVER", "STATE", "NODE", "PRIO", "PINNED", "VIPS", "URL"],
+      ["VSERVER", "STATE", "NODE", "PRIO", "PINNED", "STATE MEM", "VIPS", "URL"],
       status.vservers.map((v) => [
         v.id,
         v.state,
         v.node ?? "-",
         String(v.priority),
         v.pinned ? "yes" : "no",
+        v.serviceState === null
+          ? "-"
+          : `${v.serviceState.pages}p ${formatBytes(v.serviceState.bytes)} (${formatBytes(v.serviceState.liveBytes)} live)`,
         v.vips.join(","),
         v.urls[0] ?? "-",
       ]),

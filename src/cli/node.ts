@@ -61,6 +61,23 @@ export const nodeConfigSchema = z
     nodeSettleMs: z.number().int().min(0).max(3_600_000).default(30_000),
     moveCooldownMs: z.number().int().min(0).max(3_600_000).default(30_000),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+    /** Live moves of vservers' service state (vserver move --live). */
+    liveMove: z
+      .object({
+        /** The address other nodes send moved state to (a free port is picked). */
+        host: z.string().default("127.0.0.1"),
+        /** Pages (64 KiB) for all vservers' service state on this node. */
+        statePages: z
+          .number()
+          .int()
+          .min(1)
+          .max(1 << 20)
+          .optional(),
+        /** Bytes per second the pre-copy may use (0: no limit); the final copy is never limited. */
+        precopyBytesPerSec: z.number().int().min(0).default(0),
+      })
+      .strict()
+      .default({ host: "127.0.0.1", precopyBytesPerSec: 0 }),
     /** The admin API on this node (any node can answer it: it works on the shared store). */
     admin: z
       .object({
@@ -113,6 +130,9 @@ async function runNode(configPath: string, output: Output): Promise<number> {
     vserversMax: config.vserversMax,
     storageGraceMs: config.storageGraceMs,
     policy: { nodeSettleMs: config.nodeSettleMs, moveCooldownMs: config.moveCooldownMs },
+    moveHost: config.liveMove.host,
+    precopyBytesPerSec: config.liveMove.precopyBytesPerSec,
+    ...(config.liveMove.statePages === undefined ? {} : { statePagesMax: config.liveMove.statePages }),
     logger,
   }).catch(async (error: unknown) => {
     await store.close();

@@ -87,6 +87,11 @@ export const nodeRecordSchema = z.object({
   moveAddress: z.string().max(LABEL_CHARS_MAX).default(""),
   /** Free pages in its service-state page pool (see src/service/arena.ts). */
   statePagesFree: count.default(0),
+  /** Each vserver served here: its service-state pages and the bytes of live records in them. */
+  serviceState: z
+    .array(z.object({ vserverId: label, pages: count, liveBytes: count }))
+    .max(1024)
+    .default([]),
 });
 export type NodeRecord = z.infer<typeof nodeRecordSchema>;
 

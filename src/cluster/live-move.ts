@@ -65,11 +65,15 @@ export function checkLiveMove(
   const target = snapshot.nodes.get(to);
   if (target === undefined || target.moveAddress === "")
     throw new AdminError("CONFLICT", `node ${to} does not take live moves (it publishes no move address)`);
-  const need = running.statePages + headroomPages(running.statePages);
+  // The source's health record is fresher than the running record, written once at the start.
+  const pages =
+    snapshot.nodes.get(running.nodeId)?.serviceState.find((s) => s.vserverId === vserverId)?.pages ??
+    running.statePages;
+  const need = pages + headroomPages(pages);
   if (target.statePagesFree < need)
     throw new AdminError(
       "CONFLICT",
-      `node ${to} has ${target.statePagesFree} free service-state pages; vserver ${vserverId} needs ${running.statePages} and ${need - running.statePages} of headroom`,
+      `node ${to} has ${target.statePagesFree} free service-state pages; vserver ${vserverId} needs ${pages} and ${need - pages} of headroom`,
     );
   const slots = [...snapshot.placements.values()].filter((p) => p.record.node === to).length;
   if (slots >= target.vserversMax)
@@ -147,13 +151,26 @@ export interface PrecopyResult {
 }
 
 /** Sends the state's pages while the vserver serves, round after round, until few change. */
-export async function precopy(state: ServiceState, sender: MoveSender, log: Logger): Promise<PrecopyResult> {
+export async function precopy(
+  state: ServiceState,
+  sender: MoveSender,
+  log: Logger,
+  bytesPerSec = 0,
+): Promise<PrecopyResult> {
   let dirty = state.arena.takeDirty();
   let rounds = 0;
+  const startedMs = performance.now();
+  let sent = 0;
   while (rounds < PRECOPY_ROUNDS_MAX) {
     for (const page of dirty) {
       const image = state.arena.seal(page);
-      if (image !== undefined) await sender.page(page, image);
+      if (image === undefined) continue;
+      await sender.page(page, image);
+      sent += image.length;
+      if (bytesPerSec > 0) {
+        const aheadMs = (sent / bytesPerSec) * 1000 - (performance.now() - startedMs);
+        if (aheadMs > 0) await new Promise((resolve) => setTimeout(resolve, aheadMs));
+      }
     }
     rounds++;
     dirty = state.arena.takeDirty();

@@ -58,7 +58,12 @@ export interface NodeAgentOptions {
    * Live moves: the cluster secret that authenticates the move channel, and the address to take
    * moves on. Without them the node neither sends nor takes live moves.
    */
-  readonly move?: { readonly secret: Uint8Array; readonly host: string };
+  readonly move?: {
+    readonly secret: Uint8Array;
+    readonly host: string;
+    /** The pre-copy's bandwidth limit (0: none); the final copy, inside the stall, has none. */
+    readonly precopyBytesPerSec?: number;
+  };
   /** Pages for every vserver's service state on this node (default 16 vservers' worth). */
   readonly statePagesMax?: number;
   /** The node's vserver slots (a live move is refused when they are all taken). */
@@ -388,6 +393,17 @@ export class NodeAgent implements AsyncDisposable {
     }
   }
 
+  /** The service-state memory of each vserver running here, for the health record and status. */
+  serviceState(): { vserverId: string; pages: number; liveBytes: number }[] {
+    const usage: { vserverId: string; pages: number; liveBytes: number }[] = [];
+    for (const [vserverId, served] of this.served) {
+      if (served.runtime === undefined) continue;
+      const stats = served.runtime.stateStats();
+      usage.push({ vserverId, pages: stats.pages, liveBytes: stats.liveBytes });
+    }
+    return usage;
+  }
+
   /** Where this node takes live moves (host:port), or "" when it takes none. */
   get moveAddress(): string {
     return this.moveListener?.address ?? "";
@@ -466,6 +482,8 @@ export class NodeAgent implements AsyncDisposable {
     let rounds = 0;
     let suspendedAt: number | undefined;
     let cutOver = false;
+    // Which step failed is what an operator needs first (a socket error alone does not say).
+    let step = "checking the move";
     try {
       if (runtime === undefined || secret === undefined)
         throw new Error(`node ${nodeId} cannot send live moves`);
@@ -479,7 +497,9 @@ export class NodeAgent implements AsyncDisposable {
       if (target === undefined) throw new Error(`node ${to} is gone`);
       const stats = runtime.stateStats();
       log.info({ pages: stats.pages, liveBytes: stats.liveBytes }, "live move: offering the state");
+      step = `connecting to node ${to}`;
       sender = await MoveSender.open(target.moveAddress, secret);
+      step = `offering the state to node ${to}`;
       const refusal = await sender.offer({
         vserverId: id,
         tag: runtime.state.arena.tag,
@@ -490,12 +510,15 @@ export class NodeAgent implements AsyncDisposable {
       });
       if (refusal !== undefined) throw new Error(`node ${to} refused: ${refusal}`);
       await report({ state: "copying" });
-      const pre = await precopy(runtime.state, sender, log);
+      step = `pre-copying to node ${to}`;
+      const pre = await precopy(runtime.state, sender, log, this.options.move?.precopyBytesPerSec ?? 0);
       rounds = pre.rounds;
       suspendedAt = performance.now();
       await runtime.suspend(SUSPEND_DRAIN_MS);
       try {
+        step = `final copy to node ${to}`;
         await finalCopy(runtime.state, sender, pre.pending);
+        step = "cutting over";
         const placed = await placeVserver(store, id, to, placement);
         if (placed === undefined) throw new Error("the vserver's placement changed during the move");
         cutOver = true;
@@ -504,6 +527,7 @@ export class NodeAgent implements AsyncDisposable {
         throw error;
       }
       // From here the target owns the vserver: hand off and let go, as a planned move does.
+      step = "releasing the vserver here after the cutover";
       await runtime.handOff();
       const closed = await Promise.allSettled(served.devices.map((d) => d.close()));
       this.served.delete(id);
@@ -528,7 +552,8 @@ export class NodeAgent implements AsyncDisposable {
         suspendedMs,
       });
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const message = error instanceof Error ? error.message : String(error);
+      const reason = `${step}: ${message}`;
       if (cutOver) {
         // The target owns it now; what failed was the local clean-up (the holder key goes with the lease).
         log.error({ err: error }, "live move: clean-up after the cutover failed");

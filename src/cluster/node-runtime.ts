@@ -49,6 +49,8 @@ export interface NodeRuntimeOptions {
   readonly adminUrl?: string;
   /** Pages for its vservers' service state (see NodeAgentOptions.statePagesMax). */
   readonly statePagesMax?: number;
+  /** The pre-copy's bandwidth limit, bytes per second (0 or absent: none). */
+  readonly precopyBytesPerSec?: number;
   /** The address this node takes live moves on (default 127.0.0.1; a free port is picked). */
   readonly moveHost?: string;
   readonly logger: Logger;
@@ -133,7 +135,11 @@ export class NodeRuntime implements AsyncDisposable {
         servers: this.registryRef,
         lease: () => this.membership?.lease,
         logger: this.log,
-        move: { secret, host: this.options.moveHost ?? "127.0.0.1" },
+        move: {
+          secret,
+          host: this.options.moveHost ?? "127.0.0.1",
+          precopyBytesPerSec: this.options.precopyBytesPerSec ?? 0,
+        },
         vserversMax: this.options.vserversMax,
         ...(this.options.statePagesMax === undefined ? {} : { statePagesMax: this.options.statePagesMax }),
       });
@@ -182,6 +188,7 @@ export class NodeRuntime implements AsyncDisposable {
       pid: process.pid,
       moveAddress: this.agentRef?.moveAddress ?? "",
       statePagesFree: this.agentRef?.pages.pagesFree ?? 0,
+      serviceState: this.agentRef?.serviceState() ?? [],
     };
   }
 

@@ -23,15 +23,17 @@ const verifySummarySchema = z.object({
   bad: z.array(z.number()),
 });
 
-export interface FailoverRoundOptions {
+export interface WriterRoundOptions {
   readonly writer: string;
   readonly vserverId: string;
   readonly url: string;
   readonly file: string;
   readonly seconds: number;
+  /** When the disruption starts, after the writer. */
   readonly killAfterMs: number;
   readonly blockBytes: number;
 }
+export type FailoverRoundOptions = WriterRoundOptions;
 
 export interface FailoverRound {
   readonly killed: string;
@@ -59,6 +61,22 @@ export async function failoverRound(
   cluster: ProcessCluster,
   options: FailoverRoundOptions,
 ): Promise<FailoverRound> {
+  return writerRound(cluster, options, async (killed) => {
+    await cluster.killNode(killed);
+    const takenOverBy = await cluster.servedBy(options.vserverId, killed);
+    return { takenOverBy, after: () => cluster.startNode(killed).then(() => undefined) };
+  });
+}
+
+/**
+ * The failover writer runs against the vserver while `disrupt` (given the node serving it) moves it
+ * somehow and says where it went; then every acknowledged block is read back.
+ */
+export async function writerRound(
+  cluster: ProcessCluster,
+  options: WriterRoundOptions,
+  disrupt: (servedBy: string) => Promise<{ takenOverBy: string; after?: () => Promise<void> }>,
+): Promise<FailoverRound> {
   const killed = await cluster.servedBy(options.vserverId);
   const child = spawn(
     options.writer,
@@ -73,8 +91,7 @@ export async function failoverRound(
   }
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   await sleep(options.killAfterMs);
-  await cluster.killNode(killed);
-  const takenOverBy = await cluster.servedBy(options.vserverId, killed);
+  const { takenOverBy, after } = await disrupt(killed);
   const code = await exited;
   if (code !== 0) throw new Error(`the failover writer exited ${code}:\n${output}`);
   const summary = writeSummarySchema.parse(lastJsonLine(output));
@@ -86,7 +103,7 @@ export async function failoverRound(
     },
   );
   const verified = verifySummarySchema.parse(lastJsonLine(verify.stdout));
-  await cluster.startNode(killed);
+  await after?.();
   return {
     killed,
     takenOverBy,

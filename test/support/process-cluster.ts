@@ -29,6 +29,8 @@ export interface ProcessClusterOptions {
   readonly hyperconverged?: boolean;
   /** How long a missing storage server waits past its lease before it is declared dead (default: the node's). */
   readonly storageGraceMs?: number;
+  /** The nodes' liveMove config section (see flotilla node's config). */
+  readonly liveMove?: { readonly precopyBytesPerSec?: number; readonly statePages?: number };
 }
 
 export class ProcessCluster implements AsyncDisposable {
@@ -100,6 +102,7 @@ export class ProcessCluster implements AsyncDisposable {
       moveCooldownMs: 1000,
       logLevel: this.options.logLevel ?? "info",
       admin: { port: 0 },
+      ...(this.options.liveMove === undefined ? {} : { liveMove: this.options.liveMove }),
     };
     const configFile = join(this.options.root, `${nodeId}.json`);
     await writeFile(configFile, JSON.stringify(config));

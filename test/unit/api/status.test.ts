@@ -23,6 +23,7 @@ function node(nodeId: string): NodeRecord {
     pid: 1,
     moveAddress: "",
     statePagesFree: 0,
+    serviceState: nodeId === "n1" ? [{ vserverId: "up", pages: 3, liveBytes: 4096 }] : [],
   };
 }
 
@@ -116,6 +117,10 @@ test("a vserver runs only where it is placed, at its generation, on a live node"
   assert.match(byId.get("nowhere")?.blocked?.text ?? "", /no node can take it/);
   assert.equal(byId.get("up")?.blocked, null);
   assert.equal("handleKey" in (byId.get("up") ?? {}), false, "the handle key stays in the cluster");
+  // Memory in use: the node's fresh figure over the running record's figure from the start.
+  assert.deepEqual(byId.get("up")?.serviceState, { pages: 3, bytes: 3 * 65536, liveBytes: 4096 });
+  assert.deepEqual(byId.get("moving")?.serviceState, { pages: 0, bytes: 0, liveBytes: 0 });
+  assert.equal(byId.get("nowhere")?.serviceState, null);
 });
 
 test("nodes: alive or known only by their settings, master, placed vservers", () => {
