@@ -274,6 +274,20 @@ export class NodeAgent implements AsyncDisposable {
       stillWanted: () => this.stillWanted(id, generation),
     });
     if (served.holder === undefined) return;
+    // Where a start's time goes (holder, volume takeover, file system check, runtime), for its log line.
+    const phases = {
+      holderMs: Math.round(performance.now() - startedAt),
+      volumesMs: 0,
+      checkMs: 0,
+      runtimeMs: 0,
+    };
+    let phaseAt = performance.now();
+    const phaseEnd = (): number => {
+      const now = performance.now();
+      const ms = Math.round(now - phaseAt);
+      phaseAt = now;
+      return ms;
+    };
     const ownerEpochs: Record<string, number> = {};
     for (const volumeId of spec.volumes) {
       if (!this.stillWanted(id, generation)) return;
@@ -291,6 +305,7 @@ export class NodeAgent implements AsyncDisposable {
       ownerEpochs[volumeId] = epoch;
       served.devices.push(device);
     }
+    phases.volumesMs = phaseEnd();
     const device = served.devices[0];
     assert(
       device !== undefined && served.devices.length === spec.volumes.length,
@@ -303,6 +318,7 @@ export class NodeAgent implements AsyncDisposable {
       .slice(1)
       .map((d, i) => ({ name: spec.volumes[i + 1]!, volumeId: i + 2, device: d }));
     const exports = spec.exports.map((text) => parseExportRule(text));
+    phases.checkMs = phaseEnd();
     const staged = this.takeStaged(id, generation);
     let attempts = 0;
     try {
@@ -322,6 +338,7 @@ export class NodeAgent implements AsyncDisposable {
       if (served.runtime === undefined) staged?.state.dispose();
     }
     const runtime = served.runtime;
+    phases.runtimeMs = phaseEnd();
     if (served.fenced) return;
     const stats = runtime.stateStats();
     const record: RunningRecord = {
@@ -349,6 +366,7 @@ export class NodeAgent implements AsyncDisposable {
         forced: served.holder.forced,
         liveFrom: staged?.from ?? null,
         statePages: stats.pages,
+        ...phases,
       },
       "vserver started",
     );

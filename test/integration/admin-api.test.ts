@@ -279,7 +279,7 @@ describe("admin API", () => {
     assert.equal(human.status, 7);
     assert.match(human.stdout, /^NODE\s+STATE/m);
     assert.match(human.stdout, /^VSERVER\s+STATE\s+NODE.*VIPS\s+URL$/m);
-    assert.match(human.stdout, /^c\s+down\s+-\s+5\s+no\s+127\.0\.73\.1,127\.0\.73\.2\s+-$/m);
+    assert.match(human.stdout, /^c\s+down\s+-\s+5\s+no\s+-\s+127\.0\.73\.1,127\.0\.73\.2\s+-$/m);
     assert.match(
       human.stdout,
       /^VOLUME\s+STATE\s+SIZE\s+REPLICAS\s+VSERVER\s+CHUNKS\s+SHORT\s+NO COPY\s+MOVING$/m,
