@@ -87,6 +87,8 @@ export const nodeRecordSchema = z.object({
   moveAddress: z.string().max(LABEL_CHARS_MAX).default(""),
   /** Free pages in its service-state page pool (see src/service/arena.ts). */
   statePagesFree: count.default(0),
+  /** Its service-state page pool's bound (0: it has none). */
+  statePagesMax: count.default(0),
   /** Each vserver served here: its service-state pages and the bytes of live records in them. */
   serviceState: z
     .array(z.object({ vserverId: label, pages: count, liveBytes: count }))
@@ -131,6 +133,8 @@ export const placementRecordSchema = z.object({
   generation: count,
   sinceMs: count,
   blocked: blockedSchema.nullable(),
+  /** Set by a live move's cutover: the request whose moved state the new node starts from. */
+  liveMove: z.string().min(1).max(64).nullable().default(null),
 });
 export type PlacementRecord = z.infer<typeof placementRecordSchema>;
 

@@ -184,7 +184,13 @@ export async function createVserver(
       nfsPort,
       mountPort,
     };
-    const placement: PlacementRecord = { node: null, generation: 0, sinceMs: Date.now(), blocked: null };
+    const placement: PlacementRecord = {
+      node: null,
+      generation: 0,
+      sinceMs: Date.now(),
+      blocked: null,
+      liveMove: null,
+    };
     const claims = [
       ...vips.map((vip) => clusterKeys.vipClaim(vip)),
       ...request.volumes.map((v) => clusterKeys.volumeClaim(v)),
@@ -379,13 +385,15 @@ export function checkMoveTarget(snapshot: ClusterSnapshot, vserverId: string, no
 
 /**
  * Places a vserver on `nodeId` with the next generation, if its placement is still the one at
- * `modRevision` (the live move's cutover; an operator's move reads it first). False if it changed.
+ * `modRevision` (the live move's cutover, which names its request; an operator's move reads it
+ * first). Undefined if it changed.
  */
 export async function placeVserver(
   store: CoordinationStore,
   vserverId: string,
   nodeId: string,
   current: { readonly record: PlacementRecord; readonly modRevision: number } | undefined,
+  liveMove: string | null = null,
 ): Promise<PlacementRecord | undefined> {
   const key = clusterKeys.placement(vserverId);
   const next: PlacementRecord = {
@@ -393,6 +401,7 @@ export async function placeVserver(
     generation: (current?.record.generation ?? 0) + 1,
     sinceMs: Date.now(),
     blocked: null,
+    liveMove,
   };
   const result = await store.txn(
     [

@@ -8,13 +8,22 @@
  * store: the master learns it from lease events. A new master starts without it and treats every node
  * alive at takeover as settled, every absent one as dead since the takeover.
  */
+import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { encodeRecord } from "../storage/catalog.ts";
 import { runBounded } from "../storage/volumes.ts";
 import type { Compare, CoordinationStore } from "../store/index.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
-import { clusterKeys, NODES_PREFIX, type PlacementRecord, placementRecordSchema } from "./catalog.ts";
+import {
+  clusterKeys,
+  type MigrationRecord,
+  migrationRecordSchema,
+  NODES_PREFIX,
+  type PlacementRecord,
+  placementRecordSchema,
+} from "./catalog.ts";
 import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
+import { drainMoveKind, type LiveMoveWish, memoryPressureMoves } from "./live-move-policy.ts";
 import { termCompare } from "./master-election.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
 import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
@@ -63,7 +72,7 @@ export class Master implements AsyncDisposable {
   private readonly log: Logger;
   private readonly nodeStartedAtMs: number;
   /** Plans run and placements written, for status and tests. */
-  readonly counters = { plans: 0, placementsWritten: 0, conflicts: 0 };
+  readonly counters = { plans: 0, placementsWritten: 0, conflicts: 0, liveMovesRequested: 0 };
 
   private constructor(options: MasterOptions) {
     this.options = options;
@@ -182,8 +191,36 @@ export class Master implements AsyncDisposable {
     if (snapshot === undefined || this.closed) return;
     const nowMs = Date.now();
     const state = this.clusterState(snapshot, nowMs);
-    const actions = plan(state, nowMs, this.policy);
+    const planned = plan(state, nowMs, this.policy);
     this.counters.plans++;
+    // A drain off a live node moves running vservers live where it can (live-move-policy.ts): those
+    // placements are the moving node's to write at its cutover, not the master's.
+    const wishes: LiveMoveWish[] = [];
+    // Nothing of a vserver moving live is written here: any write to its placement (a blocked reason
+    // cleared, too) would fail the compare-and-swap of its cutover.
+    const moving = new Set<string>();
+    for (const action of planned) {
+      if (action.kind !== "placement" || action.cause !== "drain") continue;
+      if (action.from === null || action.to === null) continue;
+      const kind = drainMoveKind(snapshot, action.vserverId, action.to, nowMs, this.policy.moveCooldownMs);
+      if (kind === "cold") continue;
+      moving.add(action.vserverId);
+      if (kind === "live")
+        wishes.push({
+          vserverId: action.vserverId,
+          from: action.from,
+          to: action.to,
+          force: true,
+          cause: "drain",
+        });
+    }
+    const actions = planned.filter((action) => !moving.has(action.vserverId));
+    for (const wish of memoryPressureMoves(snapshot, nowMs, this.policy.moveCooldownMs))
+      if (!moving.has(wish.vserverId) && !actions.some((a) => a.vserverId === wish.vserverId))
+        wishes.push(wish);
+    await runBounded(wishes.length, WRITES_IN_FLIGHT_MAX, (i) =>
+      this.requestLiveMove(snapshot, wishes[i]!, nowMs),
+    );
     if (actions.length === 0) return;
     const next = applyPlan(state, actions, nowMs);
     const changed = next.vservers.filter((vserver, i) => vserver !== state.vservers[i]);
@@ -206,6 +243,47 @@ export class Master implements AsyncDisposable {
     });
   }
 
+  /**
+   * Asks the vserver's node for a live move (the record an operator's `vserver move --live` writes),
+   * if the placement and the move record are still the ones planned from and this master still rules.
+   */
+  private async requestLiveMove(snapshot: ClusterSnapshot, wish: LiveMoveWish, nowMs: number): Promise<void> {
+    const key = clusterKeys.migration(wish.vserverId);
+    const known = snapshot.migrations.get(wish.vserverId);
+    const placement = snapshot.placements.get(wish.vserverId);
+    if (placement === undefined) return;
+    const record: MigrationRecord = {
+      requestId: randomBytes(8).toString("hex"),
+      from: wish.from,
+      to: wish.to,
+      force: wish.force,
+      requestedAtMs: nowMs,
+      state: "requested",
+      reason: null,
+      rounds: 0,
+      pagesSent: 0,
+      bytesSent: 0,
+      suspendedMs: 0,
+      updatedAtMs: nowMs,
+    };
+    const result = await this.options.store.txn(
+      [
+        termCompare(this.options.term),
+        { key: clusterKeys.placement(wish.vserverId), target: "mod", equals: placement.modRevision },
+        known === undefined
+          ? { key, target: "create", equals: 0 }
+          : { key, target: "mod", equals: known.modRevision },
+      ],
+      [{ op: "put", key, value: encodeRecord(migrationRecordSchema, record) }],
+    );
+    if (!result.succeeded) {
+      this.counters.conflicts++;
+      return;
+    }
+    this.counters.liveMovesRequested++;
+    this.log.info({ ...wish, requestId: record.requestId }, "live move requested");
+  }
+
   private async writePlacement(snapshot: ClusterSnapshot, vserver: Vserver): Promise<void> {
     const key = clusterKeys.placement(vserver.id);
     const known = snapshot.placements.get(vserver.id);
@@ -214,6 +292,8 @@ export class Master implements AsyncDisposable {
       generation: vserver.placement.generation,
       sinceMs: vserver.placement.sinceMs,
       blocked: vserver.blocked,
+      // Kept while the generation is the live move's: only its reason to wait changed.
+      liveMove: known?.record.generation === vserver.placement.generation ? known.record.liveMove : null,
     };
     const vserverModRevision = snapshot.vservers.get(vserver.id)?.modRevision ?? 0;
     const compares: Compare[] = [
@@ -227,6 +307,7 @@ export class Master implements AsyncDisposable {
     const result = await this.options.store.txn(compares, [
       { op: "put", key, value: encodeRecord(placementRecordSchema, record) },
     ]);
+    this.log.info({ vserverId: vserver.id, record, ok: result.succeeded }, "DEBUG placement write");
     if (result.succeeded) this.counters.placementsWritten++;
     else this.counters.conflicts++;
   }

@@ -73,6 +73,8 @@ export interface NodeAgentOptions {
 /** State moved in from another node, kept until the vserver starts here (or for a bounded time). */
 interface Staged {
   readonly generation: number;
+  /** The live move's request id (see MoveOffer.moveId). */
+  readonly moveId: string;
   readonly from: string;
   readonly state: ServiceState;
   readonly timer: NodeJS.Timeout;
@@ -454,7 +456,13 @@ export class NodeAgent implements AsyncDisposable {
         );
     }, STAGED_TTL_MS);
     timer.unref();
-    this.staged.set(offer.vserverId, { generation: offer.generation, from: offer.from, state, timer });
+    this.staged.set(offer.vserverId, {
+      generation: offer.generation,
+      moveId: offer.moveId,
+      from: offer.from,
+      state,
+      timer,
+    });
     this.log.info(
       { vserverId: offer.vserverId, from: offer.from, pages: manifest.pages.length },
       "moved-in state staged",
@@ -466,7 +474,14 @@ export class NodeAgent implements AsyncDisposable {
     if (staged === undefined) return undefined;
     this.staged.delete(id);
     clearTimeout(staged.timer);
-    if (staged.generation === generation) return staged;
+    // A move that failed after the final copy leaves its state here; a later start of the same
+    // generation (a fallback stop and start) must not take it: only the cutover's placement names it.
+    const placement = this.view?.current.placements.get(id)?.record;
+    if (staged.generation === generation && placement?.liveMove === staged.moveId) return staged;
+    this.log.info(
+      { vserverId: id, generation, moveId: staged.moveId },
+      "moved-in state dropped: this start is not that live move's cutover",
+    );
     staged.state.dispose();
     return undefined;
   }
@@ -522,6 +537,7 @@ export class NodeAgent implements AsyncDisposable {
         vserverId: id,
         tag: runtime.state.arena.tag,
         generation: placement.record.generation + 1,
+        moveId: requestId,
         from: nodeId,
         pages: stats.pages,
         liveBytes: stats.liveBytes,
@@ -537,7 +553,7 @@ export class NodeAgent implements AsyncDisposable {
         step = `final copy to node ${to}`;
         await finalCopy(runtime.state, sender, pre.pending);
         step = "cutting over";
-        const placed = await placeVserver(store, id, to, placement);
+        const placed = await placeVserver(store, id, to, placement, requestId);
         if (placed === undefined) throw new Error("the vserver's placement changed during the move");
         cutOver = true;
       } catch (error) {

@@ -188,6 +188,7 @@ export class NodeRuntime implements AsyncDisposable {
       pid: process.pid,
       moveAddress: this.agentRef?.moveAddress ?? "",
       statePagesFree: this.agentRef?.pages.pagesFree ?? 0,
+      statePagesMax: this.agentRef?.pages.pagesMax ?? 0,
       serviceState: this.agentRef?.serviceState() ?? [],
     };
   }

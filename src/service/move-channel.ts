@@ -34,6 +34,8 @@ const offerSchema = z.object({
   vserverId: z.string().max(64),
   tag: z.number().int().nonnegative(),
   generation: z.number().int().nonnegative(),
+  /** The live move's request id: the cutover's placement names it, and only then is the state used. */
+  moveId: z.string().min(1).max(64),
   from: z.string().max(64),
   pages: z.number().int().nonnegative(),
   liveBytes: z.number().int().nonnegative(),

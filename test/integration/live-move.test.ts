@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { pino } from "pino";
 import { readClusterSnapshot } from "../../src/cluster/cluster-view.ts";
-import { AdminError, createVserver, setPinned } from "../../src/cluster/desired-state.ts";
+import { AdminError, createVserver, setNodeState, setPinned } from "../../src/cluster/desired-state.ts";
 import { requestLiveMove } from "../../src/cluster/live-move.ts";
 import { LocalCluster } from "../../src/cluster/local-cluster.ts";
 import { createVolume } from "../../src/storage/volumes.ts";
@@ -126,6 +126,33 @@ test("a live move carries the reply cache, the mount list and the write verifier
     listed.some((m) => m.host === "127.0.0.1" && m.path === "/"),
     `DUMP lists the client mounted before the move: ${JSON.stringify(listed)}`,
   );
+});
+
+test("a drain moves a running vserver live: the planner asks its node for the move, the reply cache goes along", async () => {
+  const from = (await runningOn()).nodeId;
+  const to = NODES.find((n) => n !== from && n !== "n3")!;
+  const client = await connect();
+  const xid = 0x5eed_0100;
+  const created = await client.nfs.create(client.root, "drained", xid);
+  assert.equal(created.status, 0);
+  await Promise.all([client.nfs.close(), client.mountd.close()]);
+  // n3 is too small for a live move; out of the way, the drain's only target is `to`.
+  await setNodeState(store, "n3", "disabled");
+  await setNodeState(store, from, "draining");
+  try {
+    const now = await runningOn(from);
+    assert.deepEqual(now, { ...now, nodeId: to, liveFrom: from }, "started from the moved state");
+    const move = (await readClusterSnapshot(store)).migrations.get("lm")?.record;
+    assert.equal(move?.state, "done", JSON.stringify(move));
+    assert.deepEqual([move?.from, move?.to, move?.force], [from, to, true]);
+    const after = await NfsTestClient.connect(VIP, NFS_PORT);
+    const again = await after.create(client.root, "drained", xid);
+    await after.close();
+    assert.equal(again.status, 0, "the retransmitted CREATE is answered from the moved cache");
+  } finally {
+    await setNodeState(store, from, "enabled");
+    await setNodeState(store, "n3", "enabled");
+  }
 });
 
 test("live moves are refused, and the vserver keeps serving, for a pinned vserver, a dead target and a target without room", async () => {

@@ -23,6 +23,7 @@ function node(nodeId: string): NodeRecord {
     pid: 1,
     moveAddress: "",
     statePagesFree: 0,
+    statePagesMax: 0,
     serviceState: nodeId === "n1" ? [{ vserverId: "up", pages: 3, liveBytes: 4096 }] : [],
   };
 }
@@ -53,7 +54,7 @@ function snapshot(): ClusterSnapshot {
     s.vservers.set(id, { record: vserver(id, `${id}-data`), modRevision: 1 });
     s.placements.set(id, { record: placement, modRevision: 1 });
   };
-  place("up", { node: "n1", generation: 3, sinceMs: 0, blocked: null });
+  place("up", { node: "n1", generation: 3, sinceMs: 0, blocked: null, liveMove: null });
   s.running.set("up", {
     nodeId: "n1",
     generation: 3,
@@ -64,7 +65,7 @@ function snapshot(): ClusterSnapshot {
     liveFrom: null,
     sinceMs: 0,
   });
-  place("moving", { node: "n1", generation: 4, sinceMs: 0, blocked: null });
+  place("moving", { node: "n1", generation: 4, sinceMs: 0, blocked: null, liveMove: null });
   s.running.set("moving", {
     nodeId: "n1",
     generation: 3,
@@ -80,8 +81,9 @@ function snapshot(): ClusterSnapshot {
     generation: 1,
     sinceMs: 0,
     blocked: { code: "pinned-node-dead", node: "n2" },
+    liveMove: null,
   });
-  place("nowhere", { node: null, generation: 0, sinceMs: 0, blocked: { code: "no-node" } });
+  place("nowhere", { node: null, generation: 0, sinceMs: 0, blocked: { code: "no-node" }, liveMove: null });
   return s;
 }
 

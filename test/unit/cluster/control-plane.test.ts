@@ -118,6 +118,7 @@ test("membership: a node that cannot renew stops trusting its lease before the s
       pid: 1,
       moveAddress: "",
       statePagesFree: 0,
+      statePagesMax: 0,
       serviceState: [],
     }),
     onLost: () => lost++,

@@ -143,6 +143,7 @@ test("move channel: pages reach the target over an authenticated channel; a wron
       vserverId: "vs",
       tag: 9,
       generation: 2,
+      moveId: "m1",
       from: "n1",
       pages: source.stats().pages,
       liveBytes: 0,
