@@ -81,6 +81,24 @@ export function checkLiveMove(
   return { from: running.nodeId };
 }
 
+/** A fresh request for a live move, with a new request id. */
+export function newMigration(from: string, to: string, force: boolean, nowMs: number): MigrationRecord {
+  return {
+    requestId: randomBytes(8).toString("hex"),
+    from,
+    to,
+    force,
+    requestedAtMs: nowMs,
+    state: "requested",
+    reason: null,
+    rounds: 0,
+    pagesSent: 0,
+    bytesSent: 0,
+    suspendedMs: 0,
+    updatedAtMs: nowMs,
+  };
+}
+
 /** Asks for a live move and waits for it to end; the record says how it went. */
 export async function requestLiveMove(
   store: CoordinationStore,
@@ -94,22 +112,8 @@ export async function requestLiveMove(
   const current = snapshot.migrations.get(vserverId)?.record;
   if (current !== undefined && (current.state === "copying" || current.state === "suspended"))
     throw new AdminError("CONFLICT", `vserver ${vserverId} is already being moved to ${current.to}`);
-  const requestId = randomBytes(8).toString("hex");
-  const nowMs = Date.now();
-  const record: MigrationRecord = {
-    requestId,
-    from,
-    to,
-    force: options.force,
-    requestedAtMs: nowMs,
-    state: "requested",
-    reason: null,
-    rounds: 0,
-    pagesSent: 0,
-    bytesSent: 0,
-    suspendedMs: 0,
-    updatedAtMs: nowMs,
-  };
+  const record = newMigration(from, to, options.force, Date.now());
+  const { requestId } = record;
   await store.put(key, encodeRecord(migrationRecordSchema, record));
   const deadline = performance.now() + (options.waitMs ?? LIVE_MOVE_WAIT_MS);
   while (performance.now() < deadline) {

@@ -8,7 +8,6 @@
  * store: the master learns it from lease events. A new master starts without it and treats every node
  * alive at takeover as settled, every absent one as dead since the takeover.
  */
-import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { encodeRecord } from "../storage/catalog.ts";
 import { runBounded } from "../storage/volumes.ts";
@@ -16,13 +15,13 @@ import type { Compare, CoordinationStore } from "../store/index.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import {
   clusterKeys,
-  type MigrationRecord,
   migrationRecordSchema,
   NODES_PREFIX,
   type PlacementRecord,
   placementRecordSchema,
 } from "./catalog.ts";
 import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
+import { newMigration } from "./live-move.ts";
 import { drainMoveKind, type LiveMoveWish, memoryPressureMoves } from "./live-move-policy.ts";
 import { termCompare } from "./master-election.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
@@ -252,20 +251,7 @@ export class Master implements AsyncDisposable {
     const known = snapshot.migrations.get(wish.vserverId);
     const placement = snapshot.placements.get(wish.vserverId);
     if (placement === undefined) return;
-    const record: MigrationRecord = {
-      requestId: randomBytes(8).toString("hex"),
-      from: wish.from,
-      to: wish.to,
-      force: wish.force,
-      requestedAtMs: nowMs,
-      state: "requested",
-      reason: null,
-      rounds: 0,
-      pagesSent: 0,
-      bytesSent: 0,
-      suspendedMs: 0,
-      updatedAtMs: nowMs,
-    };
+    const record = newMigration(wish.from, wish.to, wish.force, nowMs);
     const result = await this.options.store.txn(
       [
         termCompare(this.options.term),

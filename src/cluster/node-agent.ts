@@ -22,6 +22,7 @@ import type { CoordinationStore, Lease } from "../store/index.ts";
 import { assert } from "../util/assert.ts";
 import {
   clusterKeys,
+  decodeRecord,
   encodeRecord,
   filesystemRecordSchema,
   type RunningRecord,
@@ -565,8 +566,11 @@ export class NodeAgent implements AsyncDisposable {
       await runtime.handOff();
       const closed = await Promise.allSettled(served.devices.map((d) => d.close()));
       this.served.delete(id);
-      await this.withdrawRunning(id, served.generation);
-      const released = await this.letGo(id, served);
+      // The holder key goes first: the next owner waits for it; the running record is for status.
+      const [released] = await Promise.all([
+        this.letGo(id, served),
+        this.withdrawRunning(id, served.generation),
+      ]);
       const suspendedMs = Math.round(performance.now() - suspendedAt);
       log.info(
         {
@@ -649,8 +653,11 @@ export class NodeAgent implements AsyncDisposable {
       }
     } finally {
       this.served.delete(id);
-      await this.withdrawRunning(id, served.generation);
-      const released = await this.letGo(id, served);
+      // The holder key goes first: the next owner waits for it; the running record is for status.
+      const [released] = await Promise.all([
+        this.letGo(id, served),
+        this.withdrawRunning(id, served.generation),
+      ]);
       if (clean && released)
         log.info(
           { ms: Math.round(performance.now() - startedAt) },
@@ -681,6 +688,14 @@ export class NodeAgent implements AsyncDisposable {
       return;
     const kv = await this.options.store.get(key).catch(() => undefined);
     if (kv === undefined) return;
+    // The next owner may have written its own record by now (the holder key went first): keep it.
+    let stored: RunningRecord;
+    try {
+      stored = decodeRecord(runningRecordSchema, key, kv.value);
+    } catch {
+      return;
+    }
+    if (stored.nodeId !== this.options.nodeId || stored.generation !== generation) return;
     await this.options.store
       .txn([{ key, target: "mod", equals: kv.modRevision }], [{ op: "delete", key }])
       .catch((error: unknown) => this.log.warn({ err: error }, "could not withdraw a running record"));

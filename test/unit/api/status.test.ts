@@ -8,24 +8,14 @@ import { buildStatus, type VserverStatus } from "../../../src/api/status.ts";
 import type { NodeRecord, PlacementRecord, VserverRecord } from "../../../src/cluster/catalog.ts";
 import { type ClusterSnapshot, emptySnapshot } from "../../../src/cluster/cluster-view.ts";
 import type { VolumeHealth } from "../../../src/storage/chunk-census.ts";
+import { nodeRecord } from "../../support/node-record.ts";
 
 function node(nodeId: string): NodeRecord {
-  return {
-    nodeId,
+  return nodeRecord(nodeId, {
     roles: ["filer", "storage"],
-    vserversMax: 8,
     loadPerCore: 0.25,
-    memoryFreeBytes: 1 << 30,
-    reaches: [],
-    storageServerId: null,
-    adminUrl: "",
-    startedAtMs: 0,
-    pid: 1,
-    moveAddress: "",
-    statePagesFree: 0,
-    statePagesMax: 0,
     serviceState: nodeId === "n1" ? [{ vserverId: "up", pages: 3, liveBytes: 4096 }] : [],
-  };
+  });
 }
 
 function vserver(vserverId: string, volumeId: string): VserverRecord {

@@ -13,6 +13,7 @@ import { MasterElection, termCompare } from "../../../src/cluster/master-electio
 import { NodeMembership } from "../../../src/cluster/node-membership.ts";
 import { EmbeddedStore, type Lease } from "../../../src/store/index.ts";
 import { ManualClock } from "../../../src/util/clock.ts";
+import { nodeRecord } from "../../support/node-record.ts";
 
 const silent = pino({ level: "silent" });
 
@@ -105,22 +106,7 @@ test("membership: a node that cannot renew stops trusting its lease before the s
     store,
     nodeId: "n1",
     leaseTtlMs: 1000,
-    health: () => ({
-      nodeId: "n1",
-      roles: ["filer"],
-      vserversMax: 4,
-      loadPerCore: 0,
-      memoryFreeBytes: 0,
-      reaches: [],
-      storageServerId: null,
-      adminUrl: "",
-      startedAtMs: 0,
-      pid: 1,
-      moveAddress: "",
-      statePagesFree: 0,
-      statePagesMax: 0,
-      serviceState: [],
-    }),
+    health: () => nodeRecord("n1", { vserversMax: 4, memoryFreeBytes: 0 }),
     onLost: () => lost++,
     clock,
   });

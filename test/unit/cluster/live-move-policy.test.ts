@@ -15,27 +15,18 @@ import {
   memoryPressureMoves,
   moveInFlight,
 } from "../../../src/cluster/live-move-policy.ts";
+import { nodeRecord } from "../../support/node-record.ts";
 
 const NOW = 1_000_000;
 const COOLDOWN = 30_000;
 
 function node(nodeId: string, pagesFree: number, serving: Record<string, number> = {}): NodeRecord {
-  return {
-    nodeId,
-    roles: ["filer"],
-    vserversMax: 8,
-    loadPerCore: 0,
-    memoryFreeBytes: 1 << 30,
-    reaches: [],
-    storageServerId: null,
-    adminUrl: "",
-    startedAtMs: 0,
-    pid: 1,
+  return nodeRecord(nodeId, {
     moveAddress: `127.0.0.1:${7000 + nodeId.length}`,
     statePagesFree: pagesFree,
     statePagesMax: 1000,
     serviceState: Object.entries(serving).map(([vserverId, pages]) => ({ vserverId, pages, liveBytes: 1 })),
-  };
+  });
 }
 
 /** Nodes n1..n3 with these free pages; vservers placed and running where `serving` says. */
