@@ -40,6 +40,9 @@ export interface RpcConnectionStats {
   readonly readPaused: boolean;
   /** The last reply write returned false; no new call starts until 'drain'. */
   readonly writeBlocked: boolean;
+  /** Bytes received and sent on the socket so far. */
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
 }
 
 /** "::ffff:10.0.0.1" (an IPv4 client of a dual-stack socket) is 10.0.0.1 to export rules and caches. */
@@ -98,6 +101,8 @@ export class ServerConnection {
       bufferedBytes: this.decoder.bufferedBytes,
       readPaused: this.paused,
       writeBlocked: this.writeBlocked,
+      bytesRead: this.socket.bytesRead,
+      bytesWritten: this.socket.bytesWritten,
     };
   }
 

@@ -61,6 +61,7 @@ export class RpcServer implements AsyncDisposable {
   private readonly clock: Clock;
   private readonly onConnectionClosed: ((connectionId: number) => void) | undefined;
   private nextConnectionId = 1;
+  private readonly closedBytes = { in: 0, out: 0 };
   private listening = false;
   private closing: Promise<void> | undefined;
 
@@ -86,6 +87,18 @@ export class RpcServer implements AsyncDisposable {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Bytes received and sent since the server started, over every connection, open or closed. */
+  networkBytes(): { in: number; out: number } {
+    let bytesIn = this.closedBytes.in;
+    let bytesOut = this.closedBytes.out;
+    for (const connection of this.connections) {
+      const { bytesRead, bytesWritten } = connection.stats;
+      bytesIn += bytesRead;
+      bytesOut += bytesWritten;
+    }
+    return { in: bytesIn, out: bytesOut };
   }
 
   connectionStats(): RpcConnectionStats[] {
@@ -192,6 +205,9 @@ export class RpcServer implements AsyncDisposable {
       this.log.debug({ connectionId: connection.id, client: connection.client }, "connection opened");
     }
     void connection.closed.then(() => {
+      const { bytesRead, bytesWritten } = connection.stats;
+      this.closedBytes.in += bytesRead;
+      this.closedBytes.out += bytesWritten;
       this.connections.delete(connection);
       this.onConnectionClosed?.(connection.id);
       if (this.log.isLevelEnabled("debug"))

@@ -25,12 +25,14 @@ export const MOVES_PREFIX = `${ROOT}moves/`;
 export const MIRROR_FAULTS_PREFIX = `${ROOT}mirror-faults/`;
 export const DEAD_PREFIX = `${ROOT}dead/`;
 export const DRAINING_PREFIX = `${ROOT}draining/`;
+export const LOADS_PREFIX = `${ROOT}loads/`;
 
 /** Chunk indexes are fixed-width hex in keys so that key order is chunk order. */
 const chunkKeyPart = (chunkIndex: number): string => chunkIndex.toString(16).padStart(8, "0");
 
 export const keys = {
   server: (serverId: string) => `${SERVERS_PREFIX}${serverId}`,
+  load: (serverId: string) => `${LOADS_PREFIX}${serverId}`,
   volume: (volumeId: string) => `${VOLUMES_PREFIX}${volumeId}`,
   owner: (volumeId: string) => `${OWNERS_PREFIX}${volumeId}`,
   routingOf: (volumeId: string) => `${ROUTING_PREFIX}${volumeId}/`,
@@ -76,6 +78,36 @@ export const serverRecordSchema = z.object({
   usedBytes: count,
 });
 export type ServerRecord = z.infer<typeof serverRecordSchema>;
+
+const rate = z.number().nonnegative().finite();
+const fraction = z.number().min(0).max(1);
+
+/**
+ * A storage server's load as its monitor measured it (see load-monitor.ts), published under its
+ * lease every few seconds so the master and the other servers see the group's loads.
+ */
+export const serverLoadSchema = z.object({
+  serverId,
+  atMs: count,
+  requestsPerSec: rate,
+  readBytesPerSec: rate,
+  writeBytesPerSec: rate,
+  latencyP50Ms: rate,
+  latencyP99Ms: rate,
+  sequentialShare: fraction,
+  readShare: fraction,
+  requestsInFlight: count,
+  /** 0..1 of its cores, over the last publishing interval. */
+  cpuBusy: fraction,
+  networkInBytesPerSec: rate,
+  networkOutBytesPerSec: rate,
+  capacityBytes: count,
+  usedBytes: count,
+  hotChunks: z
+    .array(z.object({ volumeId, chunkIndex: count, requestsPerSec: rate, bytesPerSec: rate }))
+    .max(64),
+});
+export type ServerLoadRecord = z.infer<typeof serverLoadSchema>;
 
 export const volumeRecordSchema = z.object({
   volumeId,

@@ -20,7 +20,9 @@ import {
   lastKeyPart,
   OWNERS_PREFIX,
   ownerRecordSchema,
+  type ServerLoadRecord,
   type ServerRecord,
+  serverLoadSchema,
   serverRecordSchema,
 } from "./catalog.ts";
 import type { ServerStats } from "./types.ts";
@@ -31,6 +33,8 @@ export interface MemberServer {
   readonly host: string;
   readonly port: number;
   stats(): Promise<ServerStats> | ServerStats;
+  /** Its load for the balancer; a server without one publishes none. */
+  loadRecord?(): ServerLoadRecord;
   raiseEpoch(volumeId: string, epoch: number): Promise<void>;
 }
 
@@ -43,6 +47,8 @@ export interface MembershipOptions {
 }
 
 export const STORAGE_LEASE_TTL_MS_DEFAULT = 3000;
+/** How often a server publishes its load: the store sees one small write per server this often. */
+export const LOAD_PUBLISH_MS = 2000;
 
 /** Reads every volume's owner epoch: apply these to a server before it starts serving. */
 export async function ownerEpochs(
@@ -59,6 +65,8 @@ export class StorageMembership implements AsyncDisposable {
   private lease: Lease | undefined;
   private owners: Follower | undefined;
   private timer: Disposable | undefined;
+  private loadTimer: Disposable | undefined;
+  private publishing = false;
   private renewing = false;
   private closed = false;
   private readonly log: Logger;
@@ -96,6 +104,8 @@ export class StorageMembership implements AsyncDisposable {
       membership.log,
     );
     await membership.register();
+    if (server.loadRecord !== undefined)
+      membership.loadTimer = membership.clock.every(LOAD_PUBLISH_MS, () => membership.publishLoad());
     membership.timer = membership.clock.every(Math.max(1, Math.floor(membership.ttlMs / 3)), () =>
       membership.renew(),
     );
@@ -115,6 +125,20 @@ export class StorageMembership implements AsyncDisposable {
     this.server.raiseEpoch(volumeId, epoch).catch((error: unknown) => {
       this.log.error({ err: error, volumeId, epoch }, "could not raise a volume's owner epoch");
     });
+  }
+
+  /** Writes the server's load under its lease; skipped while the last write is still going. */
+  private publishLoad(): void {
+    const lease = this.lease;
+    const record = this.server.loadRecord?.();
+    if (this.publishing || this.closed || lease === undefined || record === undefined) return;
+    this.publishing = true;
+    this.store
+      .put(keys.load(this.server.serverId), encodeRecord(serverLoadSchema, record), { lease: lease.id })
+      .catch((error: unknown) => this.log.debug({ err: error }, "could not publish the load"))
+      .finally(() => {
+        this.publishing = false;
+      });
   }
 
   private async record(): Promise<ServerRecord> {
@@ -167,6 +191,7 @@ export class StorageMembership implements AsyncDisposable {
     if (this.closed) return;
     this.closed = true;
     this.timer?.[Symbol.dispose]();
+    this.loadTimer?.[Symbol.dispose]();
     await this.owners?.close();
   }
 
@@ -175,6 +200,7 @@ export class StorageMembership implements AsyncDisposable {
     if (this.closed) return;
     this.closed = true;
     this.timer?.[Symbol.dispose]();
+    this.loadTimer?.[Symbol.dispose]();
     await this.owners?.close();
     await this.lease?.revoke().catch(() => undefined);
   }

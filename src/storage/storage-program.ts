@@ -11,6 +11,7 @@ import type { ServerAuthenticator } from "./auth.ts";
 import { firstBadBlock } from "./chunk-format.ts";
 import type { Admission, ChunkStore } from "./chunk-store.ts";
 import type { EpochStore } from "./epoch-store.ts";
+import { LoadMonitor } from "./load-monitor.ts";
 import type { PeerClients } from "./peer-clients.ts";
 import {
   type BlockData,
@@ -32,6 +33,8 @@ export class ServerCounters {
   readBytes = 0;
   writtenBytes = 0;
   requestsInFlight = 0;
+  /** Clients' reads and writes as decayed rates, for the balancer (published by membership). */
+  readonly load = new LoadMonitor();
 }
 
 /** Test hooks: points where a test holds an operation to provoke a race. */
@@ -142,14 +145,35 @@ function makeHandlers(options: StorageProgramOptions): Handlers {
     READ: async (a) => {
       // Epoch 0: a reader that owns nothing (a copy, a check) is not fenced.
       const admit = a.ownerEpoch === 0 ? undefined : owner(a.chunk.volumeId, a.ownerEpoch);
+      const startedAt = performance.now();
       const result = await store.read(a.chunk, a.blockOffset, a.blockCount, admit);
       counters.readBytes += result.data.length;
+      // A copier's read (epoch 0) is the balancer's own traffic, not a client's load.
+      if (a.ownerEpoch !== 0)
+        counters.load.record(
+          "read",
+          a.chunk,
+          a.blockOffset,
+          a.blockCount,
+          result.data.length,
+          performance.now() - startedAt,
+        );
       return result;
     },
     WRITE: async (a) => {
       checkWrite(a);
+      const startedAt = performance.now();
       await store.write(a.chunk, a.blockOffset, a.data, a.checksums, owner(a.chunk.volumeId, a.ownerEpoch));
       counters.writtenBytes += a.data.length;
+      const blocks = a.data.length / BLOCK_BYTES;
+      counters.load.record(
+        "write",
+        a.chunk,
+        a.blockOffset,
+        blocks,
+        a.data.length,
+        performance.now() - startedAt,
+      );
       return undefined;
     },
     FLUSH: async (a) => {

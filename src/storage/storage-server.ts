@@ -6,11 +6,14 @@
  *   epochs/<volumeId>.epoch        the highest owner epoch seen per volume (epoch-store.ts)
  *   volumes/<volumeId>/<n>.chunk   chunk files (chunk-format.ts)
  */
+
 import { mkdir, readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { type Logger, pino } from "pino";
 import { RpcServer } from "../rpc/server.ts";
 import { ClusterSecret, ServerAuthenticator } from "./auth.ts";
+import type { ServerLoadRecord } from "./catalog.ts";
 import { ChunkStore } from "./chunk-store.ts";
 import { replaceFile } from "./durable-file.ts";
 import { EpochStore } from "./epoch-store.ts";
@@ -52,6 +55,10 @@ export class StorageServer implements AsyncDisposable {
   readonly host: string;
   readonly port: number;
   private readonly capacityBytes: number;
+  private readonly startedAtMs = performance.now();
+  private lastLoadSample:
+    | { atMs: number; network: { in: number; out: number }; cpuMicros: number }
+    | undefined;
   private readonly rpc: RpcServer;
   private readonly store: ChunkStore;
   private readonly epochs: EpochStore;
@@ -162,6 +169,46 @@ export class StorageServer implements AsyncDisposable {
 
   stats(): ServerStats {
     return statsOf(this.serverId, this.capacityBytes, this.store, this.counters);
+  }
+
+  /**
+   * Its load as published for the balancer: the monitor's rates, and network and CPU as rates over
+   * the time since the previous call (the first call measures from the start).
+   */
+  loadRecord(): ServerLoadRecord {
+    const now = performance.now();
+    const network = this.rpc.networkBytes();
+    const cpu = process.cpuUsage();
+    const previous = this.lastLoadSample ?? {
+      atMs: this.startedAtMs,
+      network: { in: 0, out: 0 },
+      cpuMicros: 0,
+    };
+    const seconds = Math.max(0.001, (now - previous.atMs) / 1000);
+    const cpuMicros = cpu.user + cpu.system;
+    this.lastLoadSample = { atMs: now, network, cpuMicros };
+    const report = this.counters.load.report();
+    return {
+      serverId: this.serverId,
+      atMs: Date.now(),
+      requestsPerSec: report.requestsPerSec,
+      readBytesPerSec: report.readBytesPerSec,
+      writeBytesPerSec: report.writeBytesPerSec,
+      latencyP50Ms: report.latencyP50Ms,
+      latencyP99Ms: report.latencyP99Ms,
+      sequentialShare: report.sequentialShare,
+      readShare: report.readShare,
+      requestsInFlight: this.counters.requestsInFlight,
+      cpuBusy: Math.min(
+        1,
+        (cpuMicros - previous.cpuMicros) / 1e6 / seconds / Math.max(1, availableParallelism()),
+      ),
+      networkInBytesPerSec: Math.max(0, network.in - previous.network.in) / seconds,
+      networkOutBytesPerSec: Math.max(0, network.out - previous.network.out) / seconds,
+      capacityBytes: this.capacityBytes,
+      usedBytes: this.store.usedBytes,
+      hotChunks: [...report.hotChunks],
+    };
   }
 
   /** Client connections open. */
