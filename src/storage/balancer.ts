@@ -1,0 +1,127 @@
+/**
+ * The storage balancer, on the master: every interval it reads the census and the servers' published
+ * loads, plans (balance-plan.ts) and hands each planned move to the chunk mover (writes go to both
+ * copies while a chunk is copied; a failed mirror write restarts that chunk's copy; a new master
+ * resumes it). Automatic by default; `plan()` alone is what `storage balance --plan` shows.
+ */
+import { type Logger, pino } from "pino";
+import type { CoordinationStore } from "../store/index.ts";
+import { type Clock, systemClock } from "../util/clock.ts";
+import { balanceInput } from "./balance-input.ts";
+import { BALANCE_POLICY_DEFAULT, type BalancePlan, type BalancePolicy, planBalance } from "./balance-plan.ts";
+import { decodeRecord, LOADS_PREFIX, type ServerLoadRecord, serverLoadSchema } from "./catalog.ts";
+import { takeCensus } from "./chunk-census.ts";
+import type { ChunkMover } from "./chunk-mover.ts";
+import type { ServerRegistry } from "./server-registry.ts";
+
+export const BALANCE_INTERVAL_MS_DEFAULT = 5000;
+/** A load record older than this is not believed (its server stopped publishing). */
+const LOAD_STALE_MS = 15_000;
+
+export interface BalancerOptions {
+  readonly store: CoordinationStore;
+  readonly registry: ServerRegistry;
+  readonly mover: ChunkMover;
+  readonly policy?: BalancePolicy;
+  /** Plan and move on a timer; off: only on request. */
+  readonly auto?: boolean;
+  readonly intervalMs?: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+export class StorageBalancer implements AsyncDisposable {
+  private readonly options: BalancerOptions;
+  private readonly policy: BalancePolicy;
+  private readonly log: Logger;
+  private timer: Disposable | undefined;
+  private running = false;
+  private closed = false;
+  private readonly moves = new Set<Promise<void>>();
+  /** Moves made and failed since start, for status and tests. */
+  readonly counters = { planned: 0, moved: 0, failed: 0, bytesMoved: 0 };
+
+  constructor(options: BalancerOptions) {
+    this.options = options;
+    this.policy = options.policy ?? BALANCE_POLICY_DEFAULT;
+    this.log = (options.logger ?? pino({ level: "silent" })).child({ component: "balancer" });
+  }
+
+  start(): void {
+    if (this.options.auto === false) return;
+    this.timer ??= (this.options.clock ?? systemClock).every(
+      this.options.intervalMs ?? BALANCE_INTERVAL_MS_DEFAULT,
+      () => {
+        void this.applyOnce().catch((error: unknown) =>
+          this.log.warn({ err: error }, "balancing pass failed"),
+        );
+      },
+    );
+  }
+
+  /** What it would move now and why. */
+  async plan(): Promise<BalancePlan> {
+    const census = await takeCensus(this.options.store);
+    const { kvs } = await this.options.store.range(LOADS_PREFIX);
+    const now = Date.now();
+    const loads: ServerLoadRecord[] = [];
+    for (const kv of kvs) {
+      try {
+        const load = decodeRecord(serverLoadSchema, kv.key, kv.value);
+        if (now - load.atMs < LOAD_STALE_MS) loads.push(load);
+      } catch (error) {
+        this.log.warn({ err: error, key: kv.key }, "ignoring a malformed load record");
+      }
+    }
+    return planBalance(balanceInput(census, loads, this.options.registry.servers()), this.policy);
+  }
+
+  /** Plans once and starts the planned moves (not waiting for them); one pass at a time. */
+  async applyOnce(): Promise<BalancePlan | undefined> {
+    if (this.running || this.closed) return undefined;
+    this.running = true;
+    try {
+      const plan = await this.plan();
+      for (const move of plan.moves) {
+        this.counters.planned++;
+        this.log.info(move, "balancing: moving a chunk");
+        const task = this.options.mover
+          .move({
+            volumeId: move.volumeId,
+            chunkIndex: move.chunkIndex,
+            from: move.from,
+            to: move.to,
+            reason: "rebalance",
+            keepSource: false,
+          })
+          .then(() => {
+            this.counters.moved++;
+          })
+          .catch((error: unknown) => {
+            this.counters.failed++;
+            this.log.warn({ err: error, move }, "balancing move failed");
+          })
+          .finally(() => this.moves.delete(task));
+        this.moves.add(task);
+      }
+      return plan;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Resolves once the moves started so far have ended. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.moves]);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.timer?.[Symbol.dispose]();
+    await this.settled();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
