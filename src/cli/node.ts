@@ -15,6 +15,8 @@ import {
   NodeRuntime,
   VSERVERS_PER_NODE_DEFAULT,
 } from "../cluster/node-runtime.ts";
+import { BALANCE_POLICY_DEFAULT } from "../storage/balance-plan.ts";
+import { BALANCE_INTERVAL_MS_DEFAULT } from "../storage/balancer.ts";
 import { readSecretFile } from "../storage/secret-file.ts";
 import { EtcdStore } from "../store/index.ts";
 import { parseSize } from "../util/size.ts";
@@ -78,6 +80,22 @@ export const nodeConfigSchema = z
       })
       .strict()
       .default({ host: "127.0.0.1", precopyBytesPerSec: 0 }),
+    /** The storage balancer, run by the master (see src/storage/balance-plan.ts). */
+    storageBalance: z
+      .object({
+        auto: z.boolean().default(true),
+        /** Moves start when the hottest server carries more than this times the mean load... */
+        startRatio: z.number().min(1).max(10).default(BALANCE_POLICY_DEFAULT.startRatio),
+        /** ...and go on until it carries at most this. */
+        stopRatio: z.number().min(1).max(10).default(BALANCE_POLICY_DEFAULT.stopRatio),
+        inFlightMax: z.number().int().min(1).max(64).default(BALANCE_POLICY_DEFAULT.inFlightMax),
+        /** A server fuller than this share of its capacity sheds chunks. */
+        fullShare: z.number().gt(0).max(1).default(BALANCE_POLICY_DEFAULT.fullShare),
+        intervalMs: durationMs.default(BALANCE_INTERVAL_MS_DEFAULT),
+      })
+      .strict()
+      .refine((b) => b.stopRatio <= b.startRatio, "storageBalance.stopRatio must not exceed startRatio")
+      .default({ ...BALANCE_POLICY_DEFAULT, auto: true, intervalMs: BALANCE_INTERVAL_MS_DEFAULT }),
     /** The admin API on this node (any node can answer it: it works on the shared store). */
     admin: z
       .object({
@@ -131,6 +149,7 @@ async function runNode(configPath: string, output: Output): Promise<number> {
     storageGraceMs: config.storageGraceMs,
     policy: { nodeSettleMs: config.nodeSettleMs, moveCooldownMs: config.moveCooldownMs },
     moveHost: config.liveMove.host,
+    storageBalance: config.storageBalance,
     precopyBytesPerSec: config.liveMove.precopyBytesPerSec,
     ...(config.liveMove.statePages === undefined ? {} : { statePagesMax: config.liveMove.statePages }),
     logger,

@@ -7,6 +7,8 @@
 import { mkdir } from "node:fs/promises";
 import { cpus, freemem, loadavg } from "node:os";
 import type { Logger } from "pino";
+import type { BalancePolicy } from "../storage/balance-plan.ts";
+import { StorageBalancer } from "../storage/balancer.ts";
 import { ChunkMover } from "../storage/chunk-mover.ts";
 import { ownerEpochs, StorageMembership } from "../storage/membership.ts";
 import { ReplicaSupervisor } from "../storage/replica-supervisor.ts";
@@ -53,6 +55,8 @@ export interface NodeRuntimeOptions {
   readonly precopyBytesPerSec?: number;
   /** The address this node takes live moves on (default 127.0.0.1; a free port is picked). */
   readonly moveHost?: string;
+  /** The storage balancer this node runs while it is master (default: automatic, default policy). */
+  readonly storageBalance?: BalancePolicy & { readonly auto: boolean; readonly intervalMs: number };
   readonly logger: Logger;
 }
 
@@ -68,7 +72,11 @@ export class NodeRuntime implements AsyncDisposable {
   private election: MasterElection | undefined;
   private agentRef: NodeAgent | undefined;
   private master:
-    | { master: Promise<Master | undefined>; supervisor: ReplicaSupervisor | undefined }
+    | {
+        master: Promise<Master | undefined>;
+        supervisor: ReplicaSupervisor | undefined;
+        balancer: StorageBalancer | undefined;
+      }
     | undefined;
   private readonly options: NodeRuntimeOptions;
   private readonly log: Logger;
@@ -216,8 +224,18 @@ export class NodeRuntime implements AsyncDisposable {
       this.log.error({ err: error }, "could not start the master");
       return undefined;
     });
-    this.master = { master, supervisor };
+    const balance = this.options.storageBalance;
+    const balancer = new StorageBalancer({
+      store: this.options.store,
+      registry,
+      mover,
+      auto: balance?.auto ?? true,
+      ...(balance === undefined ? {} : { policy: balance, intervalMs: balance.intervalMs }),
+      logger: this.log,
+    });
+    this.master = { master, supervisor, balancer };
     supervisor.start();
+    balancer.start();
     // Moves a previous master left half done go on from their checkpoints.
     void mover
       .pendingMoves()
@@ -237,6 +255,7 @@ export class NodeRuntime implements AsyncDisposable {
     const running = this.master;
     this.master = undefined;
     if (running === undefined) return;
+    await running.balancer?.close();
     await running.supervisor?.close();
     await (await running.master)?.close();
   }

@@ -115,10 +115,10 @@ export class StorageBalancer implements AsyncDisposable {
     await Promise.allSettled([...this.moves]);
   }
 
+  /** Plans no more; moves under way go on (they are resumable, and a new master resumes them). */
   async close(): Promise<void> {
     this.closed = true;
     this.timer?.[Symbol.dispose]();
-    await this.settled();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
