@@ -30,7 +30,9 @@ import {
   volumeOwner,
 } from "../cluster/desired-state.ts";
 import { requestLiveMove } from "../cluster/live-move.ts";
+import { StorageBalancer } from "../storage/balancer.ts";
 import { missingServers, takeCensus, volumeHealth } from "../storage/chunk-census.ts";
+import { ChunkMover } from "../storage/chunk-mover.ts";
 import { ownerEpochs } from "../storage/membership.ts";
 import type { ServerRegistry } from "../storage/server-registry.ts";
 import { createVolume, deleteVolume, VolumeError } from "../storage/volumes.ts";
@@ -343,6 +345,13 @@ function sizeOf(size: number | string): number {
 
 function buildRoutes(options: AdminServerOptions): Route[] {
   const { store, registry } = options;
+  const balancer = new StorageBalancer({
+    store,
+    registry,
+    mover: new ChunkMover({ store, servers: registry, logger: options.logger }),
+    auto: false,
+    logger: options.logger,
+  });
   const id = "([^/]+)";
   const route = (method: string, path: string, handle: Route["handle"]): Route => ({
     method,
@@ -351,6 +360,9 @@ function buildRoutes(options: AdminServerOptions): Route[] {
   });
   return [
     route("GET", "/v1/status", () => clusterStatus(store, registry)),
+    // The storage balancer's plan, and one pass of it (its moves go on in the background).
+    route("GET", "/v1/storage/balance", () => balancer.plan()),
+    route("POST", "/v1/storage/balance", async () => (await balancer.applyOnce()) ?? (await balancer.plan())),
     route("POST", "/v1/vservers", async (_, body) => {
       const request = parse(vserverBody, body);
       const { volume, volumes, ...rest } = request;

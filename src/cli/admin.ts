@@ -7,6 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import type { StatusDocument } from "../api/status.ts";
+import type { BalancePlan } from "../storage/balance-plan.ts";
 import { formatBytes, parseSize } from "../util/size.ts";
 import { type Output, processOutput } from "./output.ts";
 
@@ -178,17 +179,19 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
+/** Columns padded to their widest cell, two spaces apart. */
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
 /** The status document as tables for people. */
 export function formatStatus(status: StatusDocument): string {
-  const table = (header: string[], rows: string[][]): string[] => {
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-    const line = (cells: string[]) =>
-      cells
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join("  ")
-        .trimEnd();
-    return [line(header), ...rows.map(line)];
-  };
   const lines: string[] = [
     `master: ${status.master === null ? "none" : `${status.master.nodeId} (term ${status.master.term})`}`,
     "",
@@ -252,6 +255,31 @@ export function formatStatus(status: StatusDocument): string {
         `  ${v.id}: ${v.underReplicated} of ${v.chunks} chunks lack a copy; re-replication copies them where another server can take them`,
       );
   }
+  return lines.join("\n");
+}
+
+/** The balancer's plan as lines: each move and why, then the ratio before and after, or why idle. */
+export function formatBalancePlan(plan: BalancePlan, applied: boolean): string {
+  const lines = [
+    `max/mean load ${plan.ratioBefore.toFixed(2)} now, ${plan.ratioAfter.toFixed(2)} after the ${plan.moves.length} ${applied ? "moves started" : "moves planned"}`,
+  ];
+  if (plan.moves.length > 0)
+    lines.push(
+      "",
+      ...table(
+        ["VOLUME", "CHUNK", "FROM", "TO", "WHY", "FROM LOAD", "TO LOAD"],
+        plan.moves.map((m) => [
+          m.volumeId,
+          String(m.chunkIndex),
+          m.from,
+          m.to,
+          m.why === "full" ? "full" : "hot",
+          m.fromLoad.toFixed(1),
+          m.toLoad.toFixed(1),
+        ]),
+      ),
+    );
+  if (plan.idle !== null) lines.push("", plan.idle);
   return lines.join("\n");
 }
 
@@ -490,6 +518,28 @@ export function registerAdmin(program: Command, output: Output = processOutput):
         })),
     );
   }
+
+  const storage = program.commands.find((c) => c.name() === "storage") ?? program.command("storage");
+  withCommon(
+    storage
+      .command("balance")
+      .description(
+        "the storage balancer: what it would move from hot or full servers to cool ones, and why (--plan, the default), or one pass of it now (--apply); the master also runs it on its own unless its node config says storageBalance.auto false",
+      )
+      .option("--plan", "show what would move and why (also without either option)", false)
+      .option("--apply", "start the planned moves now; they go on in the background", false),
+    "flotilla storage balance --plan",
+  ).action((options: CommonOptions & { plan: boolean; apply: boolean }) =>
+    runAdmin("storage balance", options, output, async () => {
+      if (options.plan && options.apply) throw new ApiFailure(EXIT.USAGE, "give --plan or --apply, not both");
+      const plan = (await call(
+        options,
+        options.apply ? "POST" : "GET",
+        "/v1/storage/balance",
+      )) as BalancePlan;
+      return { json: plan, line: formatBalancePlan(plan, options.apply) };
+    }),
+  );
 
   const fault = program
     .command("fault")

@@ -302,6 +302,20 @@ describe("admin API", () => {
       "names the URL it tried",
     );
 
+    // No server has published a load here, so the balancer has nothing to say but why.
+    const [plan, planJson, both] = await Promise.all([
+      flotilla("storage", "balance", "--plan"),
+      flotilla("storage", "balance", "--json"),
+      flotilla("storage", "balance", "--plan", "--apply"),
+    ]);
+    assert.equal(plan.status, 0, plan.stderr);
+    assert.match(plan.stdout, /^max\/mean load \d+\.\d\d now, \d+\.\d\d after the 0 moves planned$/m);
+    const parsed = JSON.parse(planJson.stdout) as { moves: unknown[]; idle: string | null };
+    assert.deepEqual(parsed.moves, []);
+    assert.ok(parsed.idle !== null, "says why nothing moves");
+    assert.equal(both.status, 2, both.stderr);
+    assert.match(both.stderr, /--plan or --apply/);
+
     const deleted = await flotilla("vserver", "delete", "c");
     assert.equal(deleted.status, 0, deleted.stderr);
     const empty = await flotilla("status");
