@@ -39,7 +39,7 @@ export class StorageBalancer implements AsyncDisposable {
   private closed = false;
   private readonly moves = new Set<Promise<void>>();
   /** Moves made and failed since start, for status and tests. */
-  readonly counters = { planned: 0, moved: 0, failed: 0, bytesMoved: 0 };
+  readonly counters = { planned: 0, moved: 0, failed: 0 };
 
   constructor(options: BalancerOptions) {
     this.options = options;
