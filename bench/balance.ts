@@ -13,10 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { BLOCK_BYTES } from "../src/block/types.ts";
-import { balanceInput } from "../src/storage/balance-input.ts";
-import { loadRatio, serverLoads } from "../src/storage/balance-plan.ts";
-import { StorageBalancer } from "../src/storage/balancer.ts";
-import { decodeRecord, LOADS_PREFIX, serverLoadSchema } from "../src/storage/catalog.ts";
+import { currentLoadRatio, StorageBalancer } from "../src/storage/balancer.ts";
 import { takeCensus } from "../src/storage/chunk-census.ts";
 import { StorageTestCluster } from "../test/support/storage-cluster.ts";
 import { parsePositive, percentile } from "./stats.ts";
@@ -60,12 +57,7 @@ try {
     }
   })();
 
-  const ratio = async (): Promise<number> => {
-    const now = await takeCensus(cluster.store);
-    const { kvs } = await cluster.store.range(LOADS_PREFIX);
-    const loads = kvs.map((kv) => decodeRecord(serverLoadSchema, kv.key, kv.value));
-    return loadRatio([...serverLoads(balanceInput(now, loads, cluster.registry.servers())).values()]);
-  };
+  const ratio = (): Promise<number> => currentLoadRatio(cluster.store, cluster.registry);
   const phase = async (ms: number): Promise<{ perSec: number; p99: number }> => {
     latencies = [];
     const from = writes;

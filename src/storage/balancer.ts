@@ -8,7 +8,15 @@ import { type Logger, pino } from "pino";
 import type { CoordinationStore } from "../store/index.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { balanceInput } from "./balance-input.ts";
-import { BALANCE_POLICY_DEFAULT, type BalancePlan, type BalancePolicy, planBalance } from "./balance-plan.ts";
+import {
+  BALANCE_POLICY_DEFAULT,
+  type BalanceInput,
+  type BalancePlan,
+  type BalancePolicy,
+  loadRatio,
+  planBalance,
+  serverLoads,
+} from "./balance-plan.ts";
 import { decodeRecord, LOADS_PREFIX, type ServerLoadRecord, serverLoadSchema } from "./catalog.ts";
 import { takeCensus } from "./chunk-census.ts";
 import type { ChunkMover } from "./chunk-mover.ts";
@@ -28,6 +36,32 @@ export interface BalancerOptions {
   readonly intervalMs?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+}
+
+/** The balancer's input as the store has it now: the census and the fresh loads the servers published. */
+export async function readBalanceInput(
+  store: CoordinationStore,
+  registry: ServerRegistry,
+  log?: Logger,
+): Promise<BalanceInput> {
+  const census = await takeCensus(store);
+  const { kvs } = await store.range(LOADS_PREFIX);
+  const now = Date.now();
+  const loads: ServerLoadRecord[] = [];
+  for (const kv of kvs) {
+    try {
+      const load = decodeRecord(serverLoadSchema, kv.key, kv.value);
+      if (now - load.atMs < LOAD_STALE_MS) loads.push(load);
+    } catch (error) {
+      log?.warn({ err: error, key: kv.key }, "ignoring a malformed load record");
+    }
+  }
+  return balanceInput(census, loads, registry.servers());
+}
+
+/** Max over mean of the servers' loads as the store has them now. */
+export async function currentLoadRatio(store: CoordinationStore, registry: ServerRegistry): Promise<number> {
+  return loadRatio([...serverLoads(await readBalanceInput(store, registry)).values()]);
 }
 
 export class StorageBalancer implements AsyncDisposable {
@@ -61,19 +95,10 @@ export class StorageBalancer implements AsyncDisposable {
 
   /** What it would move now and why. */
   async plan(): Promise<BalancePlan> {
-    const census = await takeCensus(this.options.store);
-    const { kvs } = await this.options.store.range(LOADS_PREFIX);
-    const now = Date.now();
-    const loads: ServerLoadRecord[] = [];
-    for (const kv of kvs) {
-      try {
-        const load = decodeRecord(serverLoadSchema, kv.key, kv.value);
-        if (now - load.atMs < LOAD_STALE_MS) loads.push(load);
-      } catch (error) {
-        this.log.warn({ err: error, key: kv.key }, "ignoring a malformed load record");
-      }
-    }
-    return planBalance(balanceInput(census, loads, this.options.registry.servers()), this.policy);
+    return planBalance(
+      await readBalanceInput(this.options.store, this.options.registry, this.log),
+      this.policy,
+    );
   }
 
   /** Plans once and starts the planned moves (not waiting for them); one pass at a time. */

@@ -7,10 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { pino } from "pino";
 import { BLOCK_BYTES } from "../../src/block/types.ts";
-import { balanceInput } from "../../src/storage/balance-input.ts";
-import { loadRatio, serverLoads } from "../../src/storage/balance-plan.ts";
-import { StorageBalancer } from "../../src/storage/balancer.ts";
-import { decodeRecord, LOADS_PREFIX, serverLoadSchema } from "../../src/storage/catalog.ts";
+import { currentLoadRatio, StorageBalancer } from "../../src/storage/balancer.ts";
 import { takeCensus } from "../../src/storage/chunk-census.ts";
 import { StorageTestCluster } from "../support/storage-cluster.ts";
 import { replicasAgree } from "../support/write-load.ts";
@@ -27,12 +24,8 @@ after(async () => {
   await cluster.close();
 });
 
-async function measuredRatio(): Promise<number> {
-  const census = await takeCensus(cluster.store);
-  const { kvs } = await cluster.store.range(LOADS_PREFIX);
-  const loads = kvs.map((kv) => decodeRecord(serverLoadSchema, kv.key, kv.value));
-  const input = balanceInput(census, loads, cluster.registry.servers());
-  return loadRatio([...serverLoads(input).values()]);
+function measuredRatio(): Promise<number> {
+  return currentLoadRatio(cluster.store, cluster.registry);
 }
 
 test("storage balance: hot chunks on one server are spread until max/mean <= 1.2; nothing acknowledged is lost", async () => {
