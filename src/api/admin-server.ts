@@ -33,11 +33,14 @@ import { requestLiveMove } from "../cluster/live-move.ts";
 import { StorageBalancer } from "../storage/balancer.ts";
 import { missingServers, takeCensus, volumeHealth } from "../storage/chunk-census.ts";
 import { ChunkMover } from "../storage/chunk-mover.ts";
+import { undrainServer } from "../storage/drain.ts";
 import { ownerEpochs } from "../storage/membership.ts";
 import type { ServerRegistry } from "../storage/server-registry.ts";
+import { readTierStatus } from "../storage/tier-status.ts";
 import { createVolume, deleteVolume, VolumeError } from "../storage/volumes.ts";
 import { type CoordinationStore, StoreError } from "../store/index.ts";
 import { parseSize } from "../util/size.ts";
+import { DrainJobs } from "./drain-jobs.ts";
 import { buildStatus, type StatusDocument } from "./status.ts";
 
 export const ADMIN_PORT_DEFAULT = 7400;
@@ -61,6 +64,9 @@ export interface AdminServerOptions {
 }
 
 type Json = unknown;
+
+/** A drain's copy rate cap, as `storage drain --etcd` has it by default. */
+const DRAIN_BANDWIDTH_DEFAULT = 200 * 1024 * 1024;
 
 class HttpError extends Error {
   readonly status: number;
@@ -352,6 +358,20 @@ function buildRoutes(options: AdminServerOptions): Route[] {
     auto: false,
     logger: options.logger,
   });
+  const drains = new DrainJobs({
+    store,
+    registry,
+    logger: options.logger,
+    newMover: (onBytes) =>
+      new ChunkMover({
+        store,
+        servers: registry,
+        logger: options.logger,
+        bandwidthBytesPerSecond: DRAIN_BANDWIDTH_DEFAULT,
+        movesPerServerMax: 2,
+        onProgress: ({ bytes }) => onBytes(bytes),
+      }),
+  });
   const id = "([^/]+)";
   const route = (method: string, path: string, handle: Route["handle"]): Route => ({
     method,
@@ -360,6 +380,29 @@ function buildRoutes(options: AdminServerOptions): Route[] {
   });
   return [
     route("GET", "/v1/status", () => clusterStatus(store, registry)),
+    // The storage tier: servers with their loads, volumes, chunk moves and drains in progress.
+    route("GET", "/v1/storage", async () => ({
+      ...(await readTierStatus(store, registry, options.logger)),
+      drains: drains.list(),
+    })),
+    route("POST", `/v1/storage/servers/${id}/drain`, async ([serverId]) => {
+      if (!registry.isAlive(serverId!))
+        throw new HttpError(
+          404,
+          "NOT_FOUND",
+          `storage server ${serverId} is not registered (unknown or dead)`,
+        );
+      const job = drains.start(serverId!);
+      if (job === undefined)
+        throw new HttpError(409, "CONFLICT", `a drain of ${serverId} is already running`);
+      return job;
+    }),
+    route("POST", `/v1/storage/servers/${id}/undrain`, async ([serverId]) => {
+      if (drains.list().some((j) => j.serverId === serverId && j.state === "running"))
+        throw new HttpError(409, "CONFLICT", `a drain of ${serverId} is running; undrain it once it ends`);
+      await undrainServer(store, serverId!);
+      return { undrained: serverId };
+    }),
     // The storage balancer's plan, and one pass of it (its moves go on in the background).
     route("GET", "/v1/storage/balance", () => balancer.plan()),
     route("POST", "/v1/storage/balance", async () => (await balancer.applyOnce()) ?? (await balancer.plan())),

@@ -1,32 +1,45 @@
 /**
- * Storage administration verbs that work on the whole tier through the coordination store (etcd):
- * `storage status` and `storage drain|undrain SERVER`.
+ * Storage administration verbs on the whole tier: `storage status` and `storage drain|undrain
+ * SERVER`. Through the admin API by default (so they work against `npm start`), or straight on the
+ * coordination store with `--etcd`.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
-import {
-  allocatedFromCensus,
-  missingServers,
-  takeCensus,
-  type VolumeHealth,
-  volumeHealth,
-} from "../storage/chunk-census.ts";
+import type { DrainJob } from "../api/drain-jobs.ts";
 import { ChunkMover } from "../storage/chunk-mover.ts";
 import { type DrainProgress, drainServer, undrainServer } from "../storage/drain.ts";
 import { readSecretFile } from "../storage/secret-file.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
 import { RemoteStorageClient } from "../storage/storage-client.ts";
+import { readTierStatus, type TierStatus } from "../storage/tier-status.ts";
 import { EtcdStore } from "../store/index.ts";
 import { formatBytes } from "../util/size.ts";
+import { API_DEFAULT, ApiFailure, type CommonOptions, call, TOKEN_FILE_DEFAULT } from "./api-client.ts";
 import { NAMESPACE_DEFAULT, parseEndpoints } from "./cluster-options.ts";
 import { type Output, processOutput } from "./output.ts";
-import { runVerb } from "./run-verb.ts";
+import { CliFailure, describeError } from "./run-verb.ts";
 import { parseSizeOption } from "./storage.ts";
+import { formatTierStatus } from "./storage-status-format.ts";
 
 interface TierOptions {
-  readonly etcd: string[];
+  /** Absent: through the admin API. */
+  readonly etcd?: string[];
   readonly namespace: string;
+  readonly api: string;
+  readonly tokenFile: string;
 }
+
+/** The tier options with etcd given: straight on the store. */
+type EtcdTierOptions = TierOptions & { readonly etcd: string[] };
+
+const viaEtcd = (options: TierOptions): options is EtcdTierOptions => options.etcd !== undefined;
+
+const apiOptions = (options: TierOptions): CommonOptions => ({
+  api: options.api,
+  tokenFile: options.tokenFile,
+  json: false,
+});
 
 function parseCount(text: string): number {
   const value = Number(text);
@@ -35,19 +48,21 @@ function parseCount(text: string): number {
   return value;
 }
 
-/** The etcd options every tier verb takes. */
+/** The options every tier verb takes: the admin API by default, or etcd. */
 export function addTierOptions(command: Command): Command {
   return command
-    .requiredOption(
+    .option("--api <url>", "the admin API (env FLOTILLA_API)", API_DEFAULT)
+    .option("--token-file <file>", "the admin token (env FLOTILLA_TOKEN_FILE)", TOKEN_FILE_DEFAULT)
+    .option(
       "--etcd <urls>",
-      "etcd endpoints, comma-separated (e.g. http://127.0.0.1:2379)",
+      "work straight on etcd instead of the admin API: its endpoints, comma-separated (e.g. http://127.0.0.1:2379)",
       parseEndpoints,
     )
-    .option("--namespace <prefix>", "key prefix of this cluster in etcd", NAMESPACE_DEFAULT);
+    .option("--namespace <prefix>", "with --etcd: key prefix of this cluster in etcd", NAMESPACE_DEFAULT);
 }
 
 async function withTier<T>(
-  options: TierOptions,
+  options: EtcdTierOptions,
   secretFile: string | undefined,
   body: (tier: { store: EtcdStore; registry: ServerRegistry }) => Promise<T>,
 ): Promise<T> {
@@ -73,82 +88,12 @@ async function withTier<T>(
   }
 }
 
-interface StatusReport {
-  servers: {
-    serverId: string;
-    state: "alive" | "draining" | "dead" | "missing";
-    address: string | null;
-    capacityBytes: number | null;
-    allocatedBytes: number;
-    chunks: number;
-  }[];
-  volumes: VolumeHealth[];
-}
+type StatusReport = TierStatus & { readonly drains?: readonly DrainJob[] };
 
 export async function storageStatus(options: TierOptions): Promise<StatusReport> {
-  return withTier(options, undefined, async ({ store, registry }) => {
-    const census = await takeCensus(store);
-    const allocated = allocatedFromCensus(census);
-    const chunkCounts = new Map<string, number>();
-    for (const entry of census.chunks) {
-      for (const r of entry.route.replicas)
-        chunkCounts.set(r.serverId, (chunkCounts.get(r.serverId) ?? 0) + 1);
-    }
-    const ids = new Set([
-      ...registry.servers().map((s) => s.serverId),
-      ...chunkCounts.keys(),
-      ...census.dead,
-    ]);
-    const servers = [...ids].sort().map((serverId) => {
-      const record = registry.servers().find((s) => s.serverId === serverId);
-      const state: StatusReport["servers"][number]["state"] = census.dead.has(serverId)
-        ? "dead"
-        : record === undefined
-          ? "missing"
-          : census.draining.has(serverId)
-            ? "draining"
-            : "alive";
-      return {
-        serverId,
-        state,
-        address: record === undefined ? null : `${record.host}:${record.port}`,
-        capacityBytes: record?.capacityBytes ?? null,
-        allocatedBytes: allocated.get(serverId) ?? 0,
-        chunks: chunkCounts.get(serverId) ?? 0,
-      };
-    });
-    const volumes = volumeHealth(
-      census,
-      missingServers(census, (id) => registry.isAlive(id)),
-    );
-    return { servers, volumes };
-  });
-}
-
-function printStatus(report: StatusReport, output: Output): void {
-  output.line("storage servers:");
-  if (report.servers.length === 0) output.line("  (none registered)");
-  for (const s of report.servers) {
-    const capacity = s.capacityBytes === null ? "?" : formatBytes(s.capacityBytes);
-    output.line(
-      `  ${s.serverId.padEnd(12)} ${s.state.padEnd(9)} ${(s.address ?? "-").padEnd(22)} ` +
-        `${formatBytes(s.allocatedBytes)} of ${capacity} placed, ${s.chunks} chunks`,
-    );
-  }
-  output.line("volumes:");
-  if (report.volumes.length === 0) output.line("  (none)");
-  for (const v of report.volumes) {
-    const health =
-      v.unavailable > 0
-        ? `${v.unavailable} chunks UNAVAILABLE (no live copy)`
-        : v.underReplicated > 0
-          ? `${v.underReplicated} chunks under-replicated (re-replicating)`
-          : "healthy";
-    const moving = v.moving > 0 ? `, ${v.moving} moving` : "";
-    output.line(
-      `  ${v.volumeId.padEnd(12)} ${formatBytes(v.sizeBytes).padEnd(10)} RF=${v.replicationFactor} ${v.chunks} chunks: ${health}${moving}`,
-    );
-  }
+  if (viaEtcd(options))
+    return withTier(options, undefined, ({ store, registry }) => readTierStatus(store, registry));
+  return (await call(apiOptions(options), "GET", "/v1/storage")) as StatusReport;
 }
 
 /** A bar on a terminal; elsewhere one line per finished chunk. */
@@ -195,13 +140,20 @@ function drainReporter(serverId: string, output: Output): { update(p: DrainProgr
 }
 
 interface DrainCliOptions extends TierOptions {
-  readonly secretFile: string;
+  readonly secretFile?: string;
   readonly bandwidth: number;
   readonly movesPerServer: number;
 }
 
+/** How often a drain through the API looks at its progress. */
+const DRAIN_POLL_MS = 500;
+
 async function runDrain(serverId: string, options: DrainCliOptions, output: Output): Promise<number> {
-  return withTier(options, options.secretFile, async ({ store, registry }) => {
+  if (!viaEtcd(options)) return runDrainThroughApi(serverId, options, output);
+  const secretFile = options.secretFile;
+  if (secretFile === undefined)
+    throw new CliFailure("with --etcd, the drain talks to the storage servers itself: give --secret-file");
+  return withTier(options, secretFile, async ({ store, registry }) => {
     let moved = 0;
     const mover = new ChunkMover({
       store,
@@ -244,17 +196,63 @@ async function runDrain(serverId: string, options: DrainCliOptions, output: Outp
   });
 }
 
+/** Starts the drain in the API's process and follows it there until it ends. */
+async function runDrainThroughApi(serverId: string, options: TierOptions, output: Output): Promise<number> {
+  const api = apiOptions(options);
+  await call(api, "POST", `/v1/storage/servers/${encodeURIComponent(serverId)}/drain`);
+  const reporter = drainReporter(serverId, output);
+  try {
+    for (;;) {
+      const report = (await call(api, "GET", "/v1/storage")) as StatusReport;
+      const job = report.drains?.find((d) => d.serverId === serverId);
+      if (job === undefined) throw new CliFailure(`the API lost track of the drain of ${serverId}`);
+      reporter.update(job.progress);
+      if (job.state === "failed") throw new CliFailure(job.error ?? "the drain failed");
+      if (job.state === "done") {
+        reporter.stop();
+        output.line(
+          `drained ${serverId}: ${job.progress.chunksDone} chunks, ${formatBytes(job.progress.bytesTotal)} moved; it holds no chunk now`,
+        );
+        return 0;
+      }
+      await sleep(DRAIN_POLL_MS);
+    }
+  } finally {
+    reporter.stop();
+  }
+}
+
+/** A failure of a tier verb: an API failure keeps its exit code, anything else is 1. */
+async function runTierVerb(verb: string, output: Output, body: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await body();
+  } catch (error) {
+    output.error(`${verb}: ${describeError(error)}`);
+    process.exitCode = error instanceof ApiFailure ? error.exitCode : 1;
+  }
+}
+
+const TIER_HELP = [
+  "",
+  "Through the admin API (--api, --token-file: what `npm start` prints) unless --etcd is given.",
+].join("\n");
+
 export function registerStorageAdmin(storage: Command, output: Output = processOutput): void {
   addTierOptions(
     storage
       .command("status")
-      .description("storage servers (alive, draining, dead) and volumes (replication health, moves)")
-      .option("--json", "print JSON for scripts", false),
+      .description(
+        "storage servers (alive, draining, dead) with their load (the measure, HOT, requests, bytes, p99, CPU, network), volumes (replication health), chunk moves and drains in progress",
+      )
+      .option("--json", "print JSON for scripts", false)
+      .addHelpText(
+        "after",
+        `${TIER_HELP}\nExit status: 0; 3 some chunk has no live copy; others as the admin verbs.\n\nExample:\n  flotilla storage status`,
+      ),
   ).action((options: TierOptions & { json: boolean }) =>
-    runVerb("storage status", 1, output, async () => {
+    runTierVerb("storage status", output, async () => {
       const report = await storageStatus(options);
-      if (options.json) output.line(JSON.stringify(report, null, 2));
-      else printStatus(report, output);
+      output.line(options.json ? JSON.stringify(report, null, 2) : formatTierStatus(report));
       return report.volumes.some((v) => v.unavailable > 0) ? 3 : 0;
     }),
   );
@@ -263,41 +261,54 @@ export function registerStorageAdmin(storage: Command, output: Output = processO
       .command("drain")
       .description("move every chunk off a storage server (it takes no new chunks until undrained)")
       .argument("<server>", "the storage server id")
-      .requiredOption("--secret-file <file>", "the cluster secret")
+      .option("--secret-file <file>", "with --etcd: the cluster secret (the drain talks to the servers)")
       .option(
         "--bandwidth <size>",
-        "copy rate cap per second, e.g. 100M (0: none)",
+        "with --etcd: copy rate cap per second, e.g. 100M (0: none)",
         parseSizeOption,
         200 * 1024 * 1024,
       )
-      .option("--moves-per-server <n>", "chunk moves one server takes part in at once", parseCount, 2)
+      .option(
+        "--moves-per-server <n>",
+        "with --etcd: chunk moves one server takes part in at once",
+        parseCount,
+        2,
+      )
       .addHelpText(
         "after",
         [
-          "",
-          "Shows a progress bar on a terminal (chunks, bytes, rate, ETA), one line per chunk elsewhere.",
+          TIER_HELP,
+          "Through the API the drain runs in the API's process; interrupting this command does not stop it",
+          "(`storage status` shows it). Shows a progress bar on a terminal (chunks, bytes, rate, ETA), one",
+          "line per chunk elsewhere.",
           "Exit status: 0 drained; 1 it could not finish (the reason is printed: no room elsewhere,",
           "a server unreachable, ...). Run it again to finish: chunks already moved stay moved.",
           "",
-          "Example:",
+          "Examples:",
+          "  flotilla storage drain s2",
           "  flotilla storage drain s2 --etcd http://127.0.0.1:2379 --secret-file /etc/flotilla/secret",
         ].join("\n"),
       ),
   ).action((serverId: string, options: DrainCliOptions) =>
-    runVerb("storage drain", 1, output, () => runDrain(serverId, options, output)),
+    runTierVerb("storage drain", output, () => runDrain(serverId, options, output)),
   );
   addTierOptions(
     storage
       .command("undrain")
       .description("let a drained storage server take new chunks again")
-      .argument("<server>", "the storage server id"),
+      .argument("<server>", "the storage server id")
+      .addHelpText("after", `${TIER_HELP}\n\nExample:\n  flotilla storage undrain s2`),
   ).action((serverId: string, options: TierOptions) =>
-    runVerb("storage undrain", 1, output, async () =>
-      withTier(options, undefined, async ({ store }) => {
-        await undrainServer(store, serverId);
-        output.line(`${serverId} takes new chunks again`);
-        return 0;
-      }),
-    ),
+    runTierVerb("storage undrain", output, async () => {
+      if (viaEtcd(options)) await withTier(options, undefined, ({ store }) => undrainServer(store, serverId));
+      else
+        await call(
+          apiOptions(options),
+          "POST",
+          `/v1/storage/servers/${encodeURIComponent(serverId)}/undrain`,
+        );
+      output.line(`${serverId} takes new chunks again`);
+      return 0;
+    }),
   );
 }

@@ -17,14 +17,12 @@ import {
   planBalance,
   serverLoads,
 } from "./balance-plan.ts";
-import { decodeRecord, LOADS_PREFIX, type ServerLoadRecord, serverLoadSchema } from "./catalog.ts";
 import { takeCensus } from "./chunk-census.ts";
 import type { ChunkMover } from "./chunk-mover.ts";
 import type { ServerRegistry } from "./server-registry.ts";
+import { readLoadRecords } from "./tier-status.ts";
 
 export const BALANCE_INTERVAL_MS_DEFAULT = 5000;
-/** A load record older than this is not believed (its server stopped publishing). */
-const LOAD_STALE_MS = 15_000;
 
 export interface BalancerOptions {
   readonly store: CoordinationStore;
@@ -44,18 +42,7 @@ export async function readBalanceInput(
   registry: ServerRegistry,
   log?: Logger,
 ): Promise<BalanceInput> {
-  const census = await takeCensus(store);
-  const { kvs } = await store.range(LOADS_PREFIX);
-  const now = Date.now();
-  const loads: ServerLoadRecord[] = [];
-  for (const kv of kvs) {
-    try {
-      const load = decodeRecord(serverLoadSchema, kv.key, kv.value);
-      if (now - load.atMs < LOAD_STALE_MS) loads.push(load);
-    } catch (error) {
-      log?.warn({ err: error, key: kv.key }, "ignoring a malformed load record");
-    }
-  }
+  const [census, loads] = await Promise.all([takeCensus(store), readLoadRecords(store, log)]);
   return balanceInput(census, loads, registry.servers());
 }
 

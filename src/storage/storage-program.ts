@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { BLOCK_BYTES } from "../block/types.ts";
 import type { RpcCall, RpcHandler, RpcOutcome, RpcProgram } from "../rpc/types.ts";
 import type { ServerAuthenticator } from "./auth.ts";
+import { BackgroundGate } from "./background-gate.ts";
 import { firstBadBlock } from "./chunk-format.ts";
 import type { Admission, ChunkStore } from "./chunk-store.ts";
 import type { EpochStore } from "./epoch-store.ts";
@@ -35,6 +36,12 @@ export class ServerCounters {
   requestsInFlight = 0;
   /** Clients' reads and writes as decayed rates, for the balancer (published by membership). */
   readonly load = new LoadMonitor();
+  /** Clients' requests before copies and checks. */
+  readonly gate: BackgroundGate;
+
+  constructor(gate: BackgroundGate = new BackgroundGate()) {
+    this.gate = gate;
+  }
 }
 
 /** Test hooks: points where a test holds an operation to provoke a race. */
@@ -120,6 +127,7 @@ function asStorageError(error: unknown): StorageError | undefined {
 
 function makeHandlers(options: StorageProgramOptions): Handlers {
   const { store, epochs, auth, counters } = options;
+  const gate = counters.gate;
   // Each handler calls into the store before its first await, so a request takes its place in the
   // chunk's queue in the order the connection delivered it.
   const owner =
@@ -143,27 +151,36 @@ function makeHandlers(options: StorageProgramOptions): Handlers {
           : store.create(a.chunk, owner(a.chunk.volumeId, a.ownerEpoch)),
       ),
     READ: async (a) => {
-      // Epoch 0: a reader that owns nothing (a copy, a check) is not fenced.
-      const admit = a.ownerEpoch === 0 ? undefined : owner(a.chunk.volumeId, a.ownerEpoch);
+      // Epoch 0: a reader that owns nothing (a copy, a check) is not fenced, and waits for clients:
+      // it is the balancer's own traffic, not a client's load.
+      if (a.ownerEpoch === 0) {
+        return gate.background(async () => {
+          const result = await store.read(a.chunk, a.blockOffset, a.blockCount);
+          counters.readBytes += result.data.length;
+          return result;
+        });
+      }
       const startedAt = performance.now();
-      const result = await store.read(a.chunk, a.blockOffset, a.blockCount, admit);
+      const result = await gate.foreground(() =>
+        store.read(a.chunk, a.blockOffset, a.blockCount, owner(a.chunk.volumeId, a.ownerEpoch)),
+      );
       counters.readBytes += result.data.length;
-      // A copier's read (epoch 0) is the balancer's own traffic, not a client's load.
-      if (a.ownerEpoch !== 0)
-        counters.load.record(
-          "read",
-          a.chunk,
-          a.blockOffset,
-          a.blockCount,
-          result.data.length,
-          performance.now() - startedAt,
-        );
+      counters.load.record(
+        "read",
+        a.chunk,
+        a.blockOffset,
+        a.blockCount,
+        result.data.length,
+        performance.now() - startedAt,
+      );
       return result;
     },
     WRITE: async (a) => {
       checkWrite(a);
       const startedAt = performance.now();
-      await store.write(a.chunk, a.blockOffset, a.data, a.checksums, owner(a.chunk.volumeId, a.ownerEpoch));
+      await gate.foreground(() =>
+        store.write(a.chunk, a.blockOffset, a.data, a.checksums, owner(a.chunk.volumeId, a.ownerEpoch)),
+      );
       counters.writtenBytes += a.data.length;
       const blocks = a.data.length / BLOCK_BYTES;
       counters.load.record(
@@ -178,7 +195,9 @@ function makeHandlers(options: StorageProgramOptions): Handlers {
     },
     FLUSH: async (a) => {
       if (a.ownerEpoch === 0) throw invalid("FLUSH needs an owner epoch (>= 1)");
-      return done(epochs.guard(a.volumeId, a.ownerEpoch, () => store.flush(a.volumeId)));
+      return done(
+        gate.foreground(() => epochs.guard(a.volumeId, a.ownerEpoch, () => store.flush(a.volumeId))),
+      );
     },
     FENCE: async (a) => {
       if (a.ownerEpoch === 0) throw invalid("FENCE needs an owner epoch (>= 1)");
@@ -188,7 +207,7 @@ function makeHandlers(options: StorageProgramOptions): Handlers {
     BEGIN_FILL: (a) => done(store.beginFill(a.chunk, a.generation)),
     COPY_FROM: (a) => copyFrom(options, a),
     END_FILL: (a) => done(store.endFill(a.chunk, a.generation)),
-    CHECKSUMS: (a) => store.checksums(a.chunk, a.blockCount),
+    CHECKSUMS: (a) => gate.background(() => store.checksums(a.chunk, a.blockCount)),
     DROP_CHUNK: (a) => done(store.drop(a.chunk)),
     STATS: async () => options.stats(),
   };
@@ -224,12 +243,10 @@ async function copyFrom(options: StorageProgramOptions, a: CopyFromArgs): Promis
     });
   }
   await options.hooks?.afterCopySourceRead?.(a.chunk, a.blockOffset, a.blockCount);
-  const written = await options.store.writeCopy(
-    a.chunk,
-    a.generation,
-    a.blockOffset,
-    blocks.data,
-    blocks.checksums,
+  // Only the write waits here (the read waited at the source): holding this server's background
+  // slot across a read from a peer that holds its own slots for a read from here would deadlock.
+  const written = await options.counters.gate.background(() =>
+    options.store.writeCopy(a.chunk, a.generation, a.blockOffset, blocks.data, blocks.checksums),
   );
   options.counters.writtenBytes += written * BLOCK_BYTES;
   return written;
