@@ -3,6 +3,7 @@ import { registerAdmin } from "./admin.ts";
 import { registerClusterUp } from "./cluster-up.ts";
 import { registerDemo } from "./demo.ts";
 import { registerFsck } from "./fsck.ts";
+import { registerLab } from "./lab.ts";
 import { registerMkfs } from "./mkfs.ts";
 import { registerNode } from "./node.ts";
 import { registerServe } from "./serve.ts";
@@ -26,6 +27,7 @@ function buildProgram(): Command {
   registerNode(program);
   registerClusterUp(program);
   registerAdmin(program);
+  registerLab(program);
   return program;
 }
 
