@@ -1,0 +1,125 @@
+/**
+ * How a node makes a VIP answer. Both drivers implement one interface; the loopback driver (the
+ * default, for `npm start`: VIPs in 127.0.0.0/8, which the kernel already answers, so holding one is
+ * listening on it) and the Linux driver (an address on a real interface, announced by gratuitous ARP
+ * so switches and clients learn the new owner's MAC at once instead of when their caches age out).
+ */
+import { execFile } from "node:child_process";
+import { parseIpv4 } from "./cidr.ts";
+
+export interface VipDriver {
+  readonly kind: "loopback" | "linux";
+  /** Makes `vip` answer on `port` of this node (the Linux driver needs a port). Idempotent. */
+  hold(vip: string, port: string | null): Promise<void>;
+  /** Stops answering on `vip`. Idempotent. */
+  release(vip: string): Promise<void>;
+}
+
+export class VipDriverError extends Error {
+  override name = "VipDriverError";
+}
+
+/** VIPs in 127.0.0.0/8: nothing to configure, the NFS listener's bind is the hold. */
+export class LoopbackVipDriver implements VipDriver {
+  readonly kind = "loopback";
+
+  async hold(vip: string): Promise<void> {
+    if (Math.floor(parseIpv4(vip) / 2 ** 24) !== 127)
+      throw new VipDriverError(`the loopback driver holds only 127.0.0.0/8 addresses, not ${vip}`);
+  }
+
+  async release(): Promise<void> {}
+}
+
+/**
+ * Runs a command (argv) and resolves with its stdout when it exits 0 or with one of `okExitCodes`;
+ * otherwise rejects with its stderr.
+ */
+export type CommandRunner = (argv: readonly string[], okExitCodes?: readonly number[]) => Promise<string>;
+
+const COMMAND_TIMEOUT_MS = 5000;
+/** Seconds between two announcements (arping's -w): it waits that long for a reply nobody sends. */
+const ANNOUNCE_GAP_SECONDS = "0.05";
+
+/** Runs commands on this host, or inside a network namespace when `namespace` is given. */
+export function commandRunner(namespace?: string): CommandRunner {
+  return (argv, okExitCodes = []) =>
+    new Promise((resolve, reject) => {
+      const [program, ...args] = namespace === undefined ? argv : ["ip", "netns", "exec", namespace, ...argv];
+      execFile(program as string, args, { timeout: COMMAND_TIMEOUT_MS }, (error, stdout, stderr) => {
+        if (error === null || (typeof error.code === "number" && okExitCodes.includes(error.code)))
+          resolve(stdout);
+        else reject(new VipDriverError(`${argv.join(" ")} failed: ${stderr.trim() || error.message}`));
+      });
+    });
+}
+
+export interface LinuxVipDriverOptions {
+  readonly run: CommandRunner;
+  /** The VIPs' prefix length on their port (a /32 keeps the port's own subnet route the only one). */
+  readonly prefix?: number;
+  /** Gratuitous ARP announcements sent when a VIP arrives. */
+  readonly announcements?: number;
+}
+
+export class LinuxVipDriver implements VipDriver {
+  readonly kind = "linux";
+  private readonly run: CommandRunner;
+  private readonly prefix: number;
+  private readonly announcements: number;
+  /** Where each held VIP is, so release knows the device. */
+  private readonly held = new Map<string, string>();
+
+  constructor(options: LinuxVipDriverOptions) {
+    this.run = options.run;
+    this.prefix = options.prefix ?? 32;
+    this.announcements = options.announcements ?? 2;
+  }
+
+  async hold(vip: string, port: string | null): Promise<void> {
+    parseIpv4(vip);
+    if (port === null) throw new VipDriverError(`VIP ${vip}: the Linux driver needs a port to put it on`);
+    const at = this.held.get(vip);
+    if (at === port) return;
+    if (at !== undefined) await this.release(vip);
+    try {
+      await this.run(["ip", "addr", "add", `${vip}/${this.prefix}`, "dev", port]);
+    } catch (error) {
+      // Already there (a restart of this node's agent): holding it is what was asked.
+      if (!(error instanceof VipDriverError && /File exists/.test(error.message))) throw error;
+    }
+    this.held.set(vip, port);
+    // Unsolicited ARP (sender and target the VIP, to the broadcast MAC): every host on the segment
+    // that knows the VIP updates its cache to this port's MAC. Nobody answers one, so arping exits 1.
+    const out = await this.run(
+      [
+        "arping",
+        "-U",
+        "-c",
+        String(this.announcements),
+        "-w",
+        ANNOUNCE_GAP_SECONDS,
+        "-i",
+        port,
+        "-S",
+        vip,
+        vip,
+      ],
+      [1],
+    );
+    if (!/\b[1-9]\d* packets transmitted/.test(out))
+      throw new VipDriverError(`VIP ${vip} is on ${port} but arping sent no announcement: ${out.trim()}`);
+  }
+
+  async release(vip: string): Promise<void> {
+    const port = this.held.get(vip);
+    if (port === undefined) return;
+    try {
+      await this.run(["ip", "addr", "del", `${vip}/${this.prefix}`, "dev", port]);
+    } catch (error) {
+      if (!(error instanceof VipDriverError && /Cannot assign requested address/.test(error.message)))
+        throw error;
+    }
+    this.held.delete(vip);
+  }
+}
