@@ -9,7 +9,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import type { StatusDocument } from "../api/status.ts";
 import type { BalancePlan } from "../storage/balance-plan.ts";
 import { formatBytes, parseSize } from "../util/size.ts";
-import { type Output, processOutput } from "./output.ts";
+import { type Output, processOutput, table } from "./output.ts";
 
 /** Exit codes of the admin verbs. */
 export const EXIT = {
@@ -177,17 +177,6 @@ function parseSizeText(text: string): string {
 /** A repeatable option: without a default, so a required one is really required. */
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
-}
-
-/** Columns padded to their widest cell, two spaces apart. */
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)];
 }
 
 /** The status document as tables for people. */
