@@ -9,7 +9,7 @@ import type { StatusDocument } from "../api/status.ts";
 import type { BalancePlan } from "../storage/balance-plan.ts";
 import { formatBytes, parseSize } from "../util/size.ts";
 import { ApiFailure, type CommonOptions, call, EXIT, runAdmin, withCommon } from "./api-client.ts";
-import { type Output, processOutput } from "./output.ts";
+import { type Output, processOutput, table } from "./output.ts";
 
 /** One line for a finished live move, from the API's migration record. */
 function liveMoveLine(id: string, node: string, json: unknown): string {
@@ -44,17 +44,6 @@ function parseSizeText(text: string): string {
 /** A repeatable option: without a default, so a required one is really required. */
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
-}
-
-/** Columns padded to their widest cell, two spaces apart. */
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)];
 }
 
 /** The status document as tables for people. */

@@ -18,7 +18,7 @@ import {
   type LabSubnetName,
   type LabTopology,
 } from "../net/lab-topology.ts";
-import { type Output, processOutput } from "./output.ts";
+import { type Output, processOutput, table } from "./output.ts";
 import { CliFailure, runVerb } from "./run-verb.ts";
 
 const LAYOUT_HELP = [
@@ -98,17 +98,13 @@ export function formatLabStatus(status: LabStatus): string[] {
     p.port,
     p.network,
     p.operstate,
-    !p.bridgePortUp ? "port down" : p.attached ? "attached" : "detached",
+    `${p.bridgePortUp ? "up" : "down"}, ${p.attached ? "attached" : "detached"}`,
     p.addresses.join(",") || "-",
   ]);
-  const header = ["NODE", "PORT", "NETWORK", "STATE", "SWITCH", "ADDRESSES"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join("  ")
-      .trimEnd();
-  return [`lab ${status.tag} (10.${status.octet}.0.0/16)`, line(header), ...rows.map(line)];
+  return [
+    `lab ${status.tag} (10.${status.octet}.0.0/16)`,
+    ...table(["NODE", "PORT", "NETWORK", "STATE", "SWITCH", "ADDRESSES"], rows),
+  ];
 }
 
 function tagOption(command: Command): Command {
@@ -248,7 +244,7 @@ export function registerLab(program: Command, output: Output = processOutput): v
     .option("--json", "print JSON for scripts", false)
     .addHelpText(
       "after",
-      "\nSTATE is the kernel's operstate of the node's port; SWITCH says whether the switch side is up and\non its bridge (detached after subnet-down or storage-cut).\n\nExample:\n  flotilla lab status --json",
+      "\nSTATE is the kernel's operstate of the node's port; SWITCH: the switch side of the port, up or down\n(down after port-down), attached to its bridge or detached (after subnet-down or storage-cut).\n\nExample:\n  flotilla lab status --json",
     )
     .action((options: TagOptions & { json: boolean }) =>
       runLab("status", output, async () => {

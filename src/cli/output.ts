@@ -14,3 +14,14 @@ export const processOutput: Output = {
     process.stderr.write(`${text}\n`);
   },
 };
+
+/** Columns padded to their widest cell, two spaces apart. */
+export function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
