@@ -5,6 +5,7 @@
 import type { DrainJob } from "../api/drain-jobs.ts";
 import type { MoveStatus, TierStatus } from "../storage/tier-status.ts";
 import { formatBytes } from "../util/size.ts";
+import { table } from "./output.ts";
 
 const BAR_WIDTH = 20;
 
@@ -13,13 +14,6 @@ export function progressBar(done: number, total: number): string {
   const fraction = total > 0 ? Math.min(1, Math.max(0, done / total)) : 1;
   const filled = Math.round(fraction * BAR_WIDTH);
   return `[${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${String(Math.floor(fraction * 100)).padStart(3)}%`;
-}
-
-function table(rows: readonly (readonly string[])[]): string[] {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows.map((r) =>
-    `  ${r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ")}`.trimEnd(),
-  );
 }
 
 function moveLine(m: MoveStatus): string {
@@ -38,21 +32,20 @@ export function formatTierStatus(report: TierStatus & { readonly drains?: readon
   const lines: string[] = ["storage servers:"];
   if (report.servers.length === 0) lines.push("  (none registered)");
   else {
-    const rows: string[][] = [
-      [
-        "SERVER",
-        "STATE",
-        "ADDRESS",
-        "PLACED",
-        "CHUNKS",
-        "LOAD",
-        "REQ/S",
-        "BYTES/S",
-        "P99",
-        "CPU",
-        "NET IN/OUT",
-      ],
+    const header = [
+      "SERVER",
+      "STATE",
+      "ADDRESS",
+      "PLACED",
+      "CHUNKS",
+      "LOAD",
+      "REQ/S",
+      "BYTES/S",
+      "P99",
+      "CPU",
+      "NET IN/OUT",
     ];
+    const rows: string[][] = [];
     for (const s of report.servers) {
       const l = s.load;
       const capacity = s.capacityBytes === null ? "?" : formatBytes(s.capacityBytes);
@@ -70,7 +63,7 @@ export function formatTierStatus(report: TierStatus & { readonly drains?: readon
         l === null ? "-" : `${formatBytes(l.networkInBytesPerSec)}/${formatBytes(l.networkOutBytesPerSec)}`,
       ]);
     }
-    lines.push(...table(rows));
+    lines.push(...table(header, rows).map((line) => `  ${line}`));
     if (report.servers.some((s) => s.load?.hot === true))
       lines.push(
         "  HOT: serving more than 1.5x the group's mean request rate; the balancer moves chunks off it",
