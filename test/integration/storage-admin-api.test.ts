@@ -103,7 +103,12 @@ test("storage status and drain through the admin API: loads, the measure, a drai
     const ghost = await flotilla("storage", "drain", "s9");
     assert.equal(ghost.status, 3, ghost.stderr);
     assert.match(ghost.stderr, /s9 is not registered/);
-    assert.equal((await flotilla("storage", "drain", "s2")).status, 0);
+    // A move may give up under the steady writer (its copy restarted too often); the drain says so,
+    // and running it again finishes it, as `storage drain --help` tells operators.
+    let second = await flotilla("storage", "drain", "s2");
+    if (second.status === 1 && /could not be moved off s2/.test(second.stderr))
+      second = await flotilla("storage", "drain", "s2");
+    assert.equal(second.status, 0, second.stderr);
     const stuck = await flotilla("storage", "drain", "s3");
     assert.equal(stuck.status, 1, stuck.stderr);
     assert.match(stuck.stderr, /storage drain: cannot drain s3: .*nowhere to go/);
