@@ -1,7 +1,7 @@
 /**
  * Foreground first on one storage server: background requests (a chunk copy's reads and writes, a
  * verification's checksums) wait while clients' requests are in flight, and for a short quiet spell
- * after the last one, so a client's write never queues behind a 256 KiB copy on the chunk's queue
+ * after the last one, so a client's write never queues behind a 1 MiB copy on the chunk's queue
  * or the disk. A background request that has waited `waitMaxMs` goes anyway, one at a time, so a
  * server that is never idle still moves its chunks (slowly) instead of starving the balancer.
  */
