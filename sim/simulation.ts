@@ -47,6 +47,7 @@ export interface SimReport {
     readonly place: number;
     readonly failover: number;
     readonly drain: number;
+    readonly unreachable: number;
     readonly unplaced: number;
   };
   /** The most vservers down (no node, or a dead one) after any one step. */
@@ -100,7 +101,7 @@ class World {
     move: 0,
     quiet: 0,
   };
-  readonly moves = { place: 0, failover: 0, drain: 0, unplaced: 0 };
+  readonly moves = { place: 0, failover: 0, drain: 0, unreachable: 0, unplaced: 0 };
   downMax = 0;
   stepsShortOfCapacity = 0;
   /** Each vserver's generation after the last step: generations never go back, operator moves included. */

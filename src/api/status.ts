@@ -73,6 +73,8 @@ export function describeBlocked(blocked: Blocked): string {
       return "every node that could take it runs as many vservers as it may";
     case "cooldown":
       return `moved recently; it leaves its draining node at ${new Date(blocked.untilMs).toISOString()}`;
+    case "unreachable":
+      return `its node does not reach ${blocked.missing.join(", ")}, and it stays: it is pinned, or no node that reaches all it needs has a free slot`;
   }
 }
 

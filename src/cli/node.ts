@@ -15,6 +15,7 @@ import {
   NodeRuntime,
   VSERVERS_PER_NODE_DEFAULT,
 } from "../cluster/node-runtime.ts";
+import { parseSubnet } from "../net/cidr.ts";
 import { BALANCE_POLICY_DEFAULT } from "../storage/balance-plan.ts";
 import { BALANCE_INTERVAL_MS_DEFAULT } from "../storage/balancer.ts";
 import { readSecretFile } from "../storage/secret-file.ts";
@@ -96,6 +97,35 @@ export const nodeConfigSchema = z
       .strict()
       .refine((b) => b.stopRatio <= b.startRatio, "storageBalance.stopRatio must not exceed startRatio")
       .default({ ...BALANCE_POLICY_DEFAULT, auto: true, intervalMs: BALANCE_INTERVAL_MS_DEFAULT }),
+    /**
+     * Where VIPs live: "loopback" (VIPs in 127.0.0.0/8, nothing to configure) or "linux" (addresses
+     * on the listed ports, announced by gratuitous ARP; a port's subnet is the client subnet it is
+     * cabled to, null for a storage or cluster port).
+     */
+    network: z
+      .object({
+        driver: z.enum(["loopback", "linux"]).default("loopback"),
+        ports: z
+          .array(
+            z
+              .object({
+                name: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "an interface name (at most 15 characters)"),
+                subnet: z
+                  .string()
+                  .refine((text) => isSubnet(text), "a subnet like 10.7.1.0/24")
+                  .nullable(),
+              })
+              .strict(),
+          )
+          .max(64)
+          .default([]),
+      })
+      .strict()
+      .refine((n) => n.driver === "loopback" || n.ports.some((p) => p.subnet !== null), {
+        message:
+          'network: the linux driver needs at least one port with a subnet, e.g. {"name":"eth0","subnet":"10.7.1.0/24"}',
+      })
+      .default({ driver: "loopback", ports: [] }),
     /** The admin API on this node (any node can answer it: it works on the shared store). */
     admin: z
       .object({
@@ -109,6 +139,15 @@ export const nodeConfigSchema = z
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 
 const GiB = 1024 * 1024 * 1024;
+
+function isSubnet(text: string): boolean {
+  try {
+    parseSubnet(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export async function readNodeConfig(path: string): Promise<NodeConfig> {
   let raw: unknown;
@@ -149,6 +188,7 @@ async function runNode(configPath: string, output: Output): Promise<number> {
     storageGraceMs: config.storageGraceMs,
     policy: { nodeSettleMs: config.nodeSettleMs, moveCooldownMs: config.moveCooldownMs },
     moveHost: config.liveMove.host,
+    network: config.network,
     storageBalance: config.storageBalance,
     precopyBytesPerSec: config.liveMove.precopyBytesPerSec,
     ...(config.liveMove.statePages === undefined ? {} : { statePagesMax: config.liveMove.statePages }),
@@ -215,6 +255,12 @@ export function registerNode(program: Command, output: Output = processOutput): 
         "                  writes to its chunks wait until then (a short grace re-replicates sooner after a restart)",
         `  vserversMax     [${VSERVERS_PER_NODE_DEFAULT}]  nodeSettleMs [30000]  moveCooldownMs [30000]  logLevel [info]`,
         `  admin           {"host": "127.0.0.1", "port": ${ADMIN_PORT_DEFAULT}}: serve the admin API here (token in dataDir/admin-token)`,
+        '  network         [{"driver": "loopback"}]: VIPs in 127.0.0.0/8; or',
+        '                  {"driver": "linux", "ports": [{"name": "eth0", "subnet": "10.7.1.0/24"}, ...]}: VIPs go',
+        "                  on a good port of their subnet (ip addr add + gratuitous ARP) and move to another",
+        "                  port of that subnet when theirs goes down; a node with no good port on a VIP's",
+        "                  subnet, or that cannot reach a storage server of its volumes, gives its vservers up",
+        "                  to a node that can (needs root, iproute2 and arping)",
         "",
         "SIGINT or SIGTERM: the node's vservers are committed and unmounted, then it leaves; the master",
         "moves them to other nodes. Logs go to stderr as JSON lines.",

@@ -89,6 +89,24 @@ export const nodeRecordSchema = z.object({
   statePagesFree: count.default(0),
   /** Its service-state page pool's bound (0: it has none). */
   statePagesMax: count.default(0),
+  /** Its physical ports (the Linux VIP driver; none with loopback VIPs). */
+  ports: z
+    .array(
+      z.object({
+        nodeId: id,
+        name: label,
+        subnet: label.nullable(),
+        up: z.boolean(),
+        loadBytesPerSec: z.number().nonnegative(),
+      }),
+    )
+    .max(64)
+    .default([]),
+  /** Which port each VIP held here is on (null while it has none). */
+  vipPorts: z
+    .array(z.object({ vip: label, port: label.nullable() }))
+    .max(1024)
+    .default([]),
   /** Each vserver served here: its service-state pages and the bytes of live records in them. */
   serviceState: z
     .array(z.object({ vserverId: label, pages: count, liveBytes: count }))
@@ -126,6 +144,7 @@ const blockedSchema = z.discriminatedUnion("code", [
   z.object({ code: z.literal("no-node") }),
   z.object({ code: z.literal("no-capacity") }),
   z.object({ code: z.literal("cooldown"), untilMs: count }),
+  z.object({ code: z.literal("unreachable"), missing: z.array(label).max(64) }),
 ]);
 
 export const placementRecordSchema = z.object({

@@ -26,6 +26,7 @@ import { drainMoveKind, type LiveMoveWish, memoryPressureMoves } from "./live-mo
 import { termCompare } from "./master-election.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
 import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
+import { ReachMemory, vserverRequires } from "./reach.ts";
 
 export interface MasterOptions {
   readonly store: CoordinationStore;
@@ -43,6 +44,13 @@ export interface MasterOptions {
   readonly nodeStartedAtMs?: number;
   /** How often the master plans even without a change (timers: settle, cooldown). */
   readonly tickMs?: number;
+  /**
+   * The storage servers holding each volume's chunks (from a census kept by the caller), so a
+   * vserver goes only where they are all reached; undefined: storage paths are not considered.
+   */
+  readonly storageServersOf?: (volumeId: string) => readonly string[] | undefined;
+  /** How long a node must have lost a subnet or storage server before its vservers move for it. */
+  readonly reachLossGraceMs?: number;
   readonly clock?: Clock;
   readonly logger: Logger;
 }
@@ -70,6 +78,7 @@ export class Master implements AsyncDisposable {
   private readonly policy: PlannerPolicy;
   private readonly log: Logger;
   private readonly nodeStartedAtMs: number;
+  private readonly reach: ReachMemory;
   /** Plans run and placements written, for status and tests. */
   readonly counters = { plans: 0, placementsWritten: 0, conflicts: 0, liveMovesRequested: 0 };
 
@@ -77,6 +86,7 @@ export class Master implements AsyncDisposable {
     this.options = options;
     this.policy = options.policy ?? PLANNER_POLICY_DEFAULT;
     this.nodeStartedAtMs = options.nodeStartedAtMs ?? Date.now();
+    this.reach = new ReachMemory(options.reachLossGraceMs);
     this.log = options.logger.child({ component: "master", term: options.term });
   }
 
@@ -141,6 +151,7 @@ export class Master implements AsyncDisposable {
   /** The planner's view of the cluster, built from the snapshot and the liveness history. */
   clusterState(snapshot: ClusterSnapshot, nowMs: number): ClusterState {
     const nodes: ClusterNode[] = [];
+    const reachedByLive = new Set([...snapshot.nodes.values()].flatMap((record) => record.reaches));
     for (const id of knownNodeIds(snapshot)) {
       const record = snapshot.nodes.get(id);
       const live = this.liveness.get(id) ?? {
@@ -161,9 +172,11 @@ export class Master implements AsyncDisposable {
         operatorState: awaited ? "disabled" : (snapshot.settings.get(id)?.operatorState ?? "enabled"),
         vserversMax: record?.vserversMax ?? 0,
         load: { loadPerCore: record?.loadPerCore ?? 0, memoryFreeBytes: record?.memoryFreeBytes ?? 0 },
-        reaches: record?.reaches ?? [],
+        reaches: record === undefined ? [] : this.reach.effective(id, record.reaches, reachedByLive, nowMs),
       });
+      if (record === undefined) this.reach.forget(id);
     }
+    const serversOf = this.options.storageServersOf ?? (() => undefined);
     const vservers: Vserver[] = [];
     for (const [id, { record }] of snapshot.vservers) {
       const placement = snapshot.placements.get(id)?.record;
@@ -174,6 +187,7 @@ export class Master implements AsyncDisposable {
         pinned: record.pinned,
         vips: record.vips,
         volumes: record.volumes,
+        requires: vserverRequires(record.vips, record.volumes, { reachedByLive, serversOf }),
         placement: {
           node: placement?.node ?? null,
           generation: placement?.generation ?? 0,
@@ -277,7 +291,10 @@ export class Master implements AsyncDisposable {
       node: vserver.placement.node,
       generation: vserver.placement.generation,
       sinceMs: vserver.placement.sinceMs,
-      blocked: vserver.blocked,
+      blocked:
+        vserver.blocked?.code === "unreachable"
+          ? { code: "unreachable", missing: [...vserver.blocked.missing] }
+          : vserver.blocked,
       // Kept while the generation is the live move's: only its reason to wait changed.
       liveMove: known?.record.generation === vserver.placement.generation ? known.record.liveMove : null,
     };

@@ -46,8 +46,9 @@ export interface ClusterNode {
   readonly vserversMax: number;
   readonly load: NodeLoad;
   /**
-   * Ports, client subnets and storage paths the node reaches, as published under its lease. Carried
-   * for status and for the network rules to come; the planner does not use it yet.
+   * What the node reaches, as published under its lease: "subnet:<cidr>" for each client subnet it
+   * has a good port on, "storage:<id>" for each storage server it can connect to. A vserver goes only
+   * where every one of its `requires` is reached.
    */
   readonly reaches: readonly string[];
 }
@@ -76,7 +77,12 @@ export type Blocked =
   /** Such nodes exist, but every one runs as many vservers as it may. */
   | { readonly code: "no-capacity" }
   /** On a draining node, but moved less than the cooldown ago: it moves at `untilMs`. */
-  | { readonly code: "cooldown"; readonly untilMs: number };
+  | { readonly code: "cooldown"; readonly untilMs: number }
+  /**
+   * Its node does not reach `missing` (a client subnet, a storage server), and it stays: it is pinned,
+   * or no node that reaches all it requires can take it.
+   */
+  | { readonly code: "unreachable"; readonly missing: readonly string[] };
 
 export type BlockedCode = Blocked["code"];
 
@@ -92,6 +98,11 @@ export interface Vserver {
   readonly vips: readonly string[];
   /** Its volume ids, at least one; no volume belongs to two vservers. */
   readonly volumes: readonly string[];
+  /**
+   * Reach labels (see ClusterNode.reaches) its node must have: the client subnets of its VIPs and the
+   * storage servers holding its volumes, as far as some live node reaches them. None: anywhere.
+   */
+  readonly requires?: readonly string[];
   readonly placement: Placement;
   readonly blocked: Blocked | null;
 }
@@ -105,9 +116,10 @@ export interface ClusterState {
  * Why a placement changes:
  * - place: the vserver had no node (new, or displaced earlier with nowhere to go);
  * - failover: its node is dead;
- * - drain: its node is draining.
+ * - drain: its node is draining;
+ * - unreachable: its node is alive but lost a client subnet or a storage server it needs.
  */
-export type PlacementCause = "place" | "failover" | "drain";
+export type PlacementCause = "place" | "failover" | "drain" | "unreachable";
 
 /** One change the planner proposes; the master writes each to the desired state. */
 export type PlanAction =

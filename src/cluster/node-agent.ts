@@ -69,6 +69,14 @@ export interface NodeAgentOptions {
   readonly statePagesMax?: number;
   /** The node's vserver slots (a live move is refused when they are all taken). */
   readonly vserversMax?: number;
+  /**
+   * Puts a vserver's VIPs on this node's ports before its listeners bind, and takes them off after
+   * they closed (the Linux VIP driver; absent: loopback VIPs need nothing).
+   */
+  readonly vips?: {
+    hold(vserverId: string, vips: readonly string[]): Promise<void>;
+    release(vips: readonly string[]): Promise<void>;
+  };
 }
 
 /** State moved in from another node, kept until the vserver starts here (or for a bounded time). */
@@ -251,6 +259,7 @@ export class NodeAgent implements AsyncDisposable {
     } catch (error) {
       this.served.delete(id);
       await served.runtime?.abort();
+      await this.releaseVips(served);
       await Promise.allSettled(served.devices.map((d) => d.close()));
       await this.letGo(id, served);
       throw error;
@@ -322,6 +331,7 @@ export class NodeAgent implements AsyncDisposable {
       .map((d, i) => ({ name: spec.volumes[i + 1]!, volumeId: i + 2, device: d }));
     const exports = spec.exports.map((text) => parseExportRule(text));
     phases.checkMs = phaseEnd();
+    await this.options.vips?.hold(id, spec.vips);
     const staged = this.takeStaged(id, generation);
     let attempts = 0;
     try {
@@ -564,6 +574,7 @@ export class NodeAgent implements AsyncDisposable {
       // From here the target owns the vserver: hand off and let go, as a planned move does.
       step = "releasing the vserver here after the cutover";
       await runtime.handOff();
+      await this.releaseVips(served);
       const closed = await Promise.allSettled(served.devices.map((d) => d.close()));
       this.served.delete(id);
       // The holder key goes first: the next owner waits for it; the running record is for status.
@@ -653,6 +664,8 @@ export class NodeAgent implements AsyncDisposable {
       }
     } finally {
       this.served.delete(id);
+      // Off the ports before the holder key goes, so the next owner's announcement is the last.
+      await this.releaseVips(served);
       // The holder key goes first: the next owner waits for it; the running record is for status.
       const [released] = await Promise.all([
         this.letGo(id, served),
@@ -665,6 +678,14 @@ export class NodeAgent implements AsyncDisposable {
         );
     }
     log.info("vserver stopped");
+  }
+
+  private async releaseVips(served: Served): Promise<void> {
+    await this.options.vips
+      ?.release(served.spec.vips)
+      .catch((error: unknown) =>
+        this.log.error({ err: error, vips: served.spec.vips }, "could not release VIPs"),
+      );
   }
 
   /** Deletes this node's holder key, if it still is this node's: the next owner may start. */

@@ -7,6 +7,9 @@
 import { mkdir } from "node:fs/promises";
 import { cpus, freemem, loadavg } from "node:os";
 import type { Logger } from "pino";
+import { NodeNetwork } from "../net/node-network.ts";
+import type { PortConfig } from "../net/port-monitor.ts";
+import { commandRunner, LinuxVipDriver, LoopbackVipDriver } from "../net/vip-driver.ts";
 import type { BalancePolicy } from "../storage/balance-plan.ts";
 import { StorageBalancer } from "../storage/balancer.ts";
 import { ChunkMover } from "../storage/chunk-mover.ts";
@@ -22,6 +25,7 @@ import { MasterElection } from "./master-election.ts";
 import type { NodeRole, PlannerPolicy } from "./model.ts";
 import { NodeAgent } from "./node-agent.ts";
 import { NodeMembership } from "./node-membership.ts";
+import { VolumeServers } from "./volume-servers.ts";
 
 export interface NodeStorageOptions {
   readonly dataDir: string;
@@ -55,6 +59,11 @@ export interface NodeRuntimeOptions {
   readonly precopyBytesPerSec?: number;
   /** The address this node takes live moves on (default 127.0.0.1; a free port is picked). */
   readonly moveHost?: string;
+  /**
+   * The node's network: "loopback" (default: VIPs in 127.0.0.0/8, no ports) or "linux" (VIPs on the
+   * listed physical ports, announced by gratuitous ARP; each port's client subnet, or null).
+   */
+  readonly network?: { readonly driver: "loopback" | "linux"; readonly ports: readonly PortConfig[] };
   /** The storage balancer this node runs while it is master (default: automatic, default policy). */
   readonly storageBalance?: BalancePolicy & { readonly auto: boolean; readonly intervalMs: number };
   readonly logger: Logger;
@@ -71,11 +80,13 @@ export class NodeRuntime implements AsyncDisposable {
   private membership: NodeMembership | undefined;
   private election: MasterElection | undefined;
   private agentRef: NodeAgent | undefined;
+  private networkRef: NodeNetwork | undefined;
   private master:
     | {
         master: Promise<Master | undefined>;
         supervisor: ReplicaSupervisor | undefined;
         balancer: StorageBalancer | undefined;
+        volumeServers: VolumeServers;
       }
     | undefined;
   private readonly options: NodeRuntimeOptions;
@@ -124,6 +135,18 @@ export class NodeRuntime implements AsyncDisposable {
         logger: this.log,
       });
     }
+    const registry = this.registryRef;
+    const network = this.options.network ?? { driver: "loopback", ports: [] };
+    this.networkRef = await NodeNetwork.start({
+      nodeId,
+      driver:
+        network.driver === "linux" ? new LinuxVipDriver({ run: commandRunner() }) : new LoopbackVipDriver(),
+      ports: network.driver === "linux" ? network.ports : [],
+      storageServers: () =>
+        registry.servers().map((r) => ({ serverId: r.serverId, host: r.host, port: r.port })),
+      logger: this.log,
+      onChange: () => this.membership?.publish(),
+    });
     this.membership = await NodeMembership.join({
       store,
       nodeId,
@@ -143,6 +166,7 @@ export class NodeRuntime implements AsyncDisposable {
         servers: this.registryRef,
         lease: () => this.membership?.lease,
         logger: this.log,
+        vips: this.networkRef,
         move: {
           secret,
           host: this.options.moveHost ?? "127.0.0.1",
@@ -186,10 +210,12 @@ export class NodeRuntime implements AsyncDisposable {
       vserversMax: this.options.roles.includes("filer") ? this.options.vserversMax : 0,
       loadPerCore: (loadavg()[0] ?? 0) / Math.max(1, cpus().length),
       memoryFreeBytes: freemem(),
-      // The storage servers this node can reach: every one registered (the loopback network reaches all).
-      reaches: (this.registryRef?.servers() ?? [])
-        .slice(0, 256)
-        .map((server) => `storage:${server.serverId}`),
+      // Client subnets with a good port here, and storage servers that answered a probe.
+      reaches: (this.networkRef?.reaches() ?? []).slice(0, 256),
+      ports: (this.networkRef?.ports() ?? []).slice(0, 64),
+      vipPorts: (this.networkRef?.placements() ?? [])
+        .slice(0, 1024)
+        .map((p) => ({ vip: p.vip, port: p.port })),
       storageServerId: this.storageServer === undefined ? null : this.nodeId,
       adminUrl: this.options.adminUrl ?? "",
       startedAtMs: this.startedAtMs,
@@ -212,8 +238,10 @@ export class NodeRuntime implements AsyncDisposable {
       graceMs: this.options.storageGraceMs,
       logger: this.log,
     });
+    const volumeServers = new VolumeServers(this.options.store, this.log);
     const master = Master.start({
       store: this.options.store,
+      storageServersOf: (volumeId) => volumeServers.serversOf(volumeId),
       nodeId: this.nodeId,
       term,
       takeoverGraceMs: this.options.takeoverGraceMs ?? this.options.leaseTtlMs * 2,
@@ -233,7 +261,7 @@ export class NodeRuntime implements AsyncDisposable {
       ...(balance === undefined ? {} : { policy: balance, intervalMs: balance.intervalMs }),
       logger: this.log,
     });
-    this.master = { master, supervisor, balancer };
+    this.master = { master, supervisor, balancer, volumeServers };
     supervisor.start();
     balancer.start();
     // Moves a previous master left half done go on from their checkpoints.
@@ -255,6 +283,7 @@ export class NodeRuntime implements AsyncDisposable {
     const running = this.master;
     this.master = undefined;
     if (running === undefined) return;
+    running.volumeServers[Symbol.dispose]();
     await running.balancer?.close();
     await running.supervisor?.close();
     await (await running.master)?.close();

@@ -13,13 +13,19 @@ import type {
   VserverId,
 } from "./model.ts";
 import type { ClusterIndex } from "./planner-input.ts";
-import { isTarget } from "./planner-targets.ts";
+import { isTarget, missingReach } from "./planner-targets.ts";
 
 type PlacementAction = Extract<PlanAction, { kind: "placement" }>;
 
 /** Asserts that the rules let `vserver` leave `from` for `cause`. */
 function checkLeaving(vserver: Vserver, from: ClusterNode, cause: PlacementAction["cause"]): void {
   const subject = `vserver ${vserver.id}`;
+  if (cause === "unreachable") {
+    assert(from.alive, `${subject}: moved as unreachable off dead node ${from.id}`);
+    assert(!vserver.pinned, `${subject}: pinned, yet moved for reach`);
+    assert(missingReach(vserver, from).length > 0, `${subject}: moved for reach ${from.id} has`);
+    return;
+  }
   assert(
     from.operatorState === "draining" || !from.alive,
     `${subject} moved off live node ${from.id} (failback?)`,
@@ -56,6 +62,11 @@ function checkPlacement(
   assert(
     isTarget(target, nowMs, policy),
     `${subject}: placed on ${target.id}, which may not receive vservers`,
+  );
+  const missing = missingReach(vserver, target);
+  assert(
+    missing.length === 0,
+    `${subject}: placed on ${target.id}, which does not reach ${missing.join(", ")}`,
   );
 }
 

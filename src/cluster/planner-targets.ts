@@ -4,7 +4,7 @@
  * looked least loaded at the start. A heap keeps each choice O(log nodes), so even placing 100,000
  * new vservers on 10,000 nodes (the model's bounds) stays fast.
  */
-import type { ClusterNode, ClusterState, NodeId, PlannerPolicy } from "./model.ts";
+import type { ClusterNode, ClusterState, NodeId, PlannerPolicy, Vserver } from "./model.ts";
 import { MinHeap } from "./planner-heap.ts";
 
 /**
@@ -78,16 +78,26 @@ export class TargetPool {
    * Gives one vserver coming from `origin` (null: it had no node) to the best target with a free
    * slot: its node id, or undefined if none has one.
    */
-  take(origin: NodeId | null): NodeId | undefined {
+  take(origin: NodeId | null, requires: readonly string[] = []): NodeId | undefined {
     const given = origin === null ? undefined : this.received.get(origin);
+    // Targets that do not reach what the vserver requires are set aside for this choice only: few
+    // vservers require anything a node can lack, so the heap's order serves the common case.
+    const unfit: Target[] = [];
+    const fits = (target: Target): boolean => reachesAll(target.node, requires);
     // Any target that has received nothing from this origin beats every one that has, so set
     // aside the few that have until the lightest of the rest shows on top.
     const setAside: Target[] = [];
-    while (given !== undefined && this.open.size > 0 && given.has(this.open.peek()!))
-      setAside.push(this.open.pop()!);
+    for (;;) {
+      const top = this.open.peek();
+      if (top === undefined) break;
+      if (!fits(top)) unfit.push(this.open.pop()!);
+      else if (given?.has(top) === true) setAside.push(this.open.pop()!);
+      else break;
+    }
     let best = this.open.pop();
     if (best === undefined && given !== undefined) best = fewestThenLightest(setAside, given);
     for (const target of setAside) if (target !== best) this.open.push(target);
+    for (const target of unfit) this.open.push(target);
     if (best === undefined) return undefined;
     best.used++;
     if (best.used < best.node.vserversMax) this.open.push(best);
@@ -98,6 +108,21 @@ export class TargetPool {
     }
     return best.node.id;
   }
+}
+
+function reachesAll(node: ClusterNode, requires: readonly string[]): boolean {
+  return lacking(node, requires).length === 0;
+}
+
+function lacking(node: ClusterNode, requires: readonly string[]): string[] {
+  if (requires.length === 0) return [];
+  const reaches = new Set(node.reaches);
+  return requires.filter((label) => !reaches.has(label));
+}
+
+/** What `node` lacks of what `vserver` requires (see Vserver.requires). */
+export function missingReach(vserver: Vserver, node: ClusterNode): string[] {
+  return lacking(node, vserver.requires ?? []);
 }
 
 /** Every open target has received from this origin: the one that received the fewest, then the lightest. */

@@ -9,6 +9,10 @@
  *   stays down on its node, blocked "pinned-node-dead", until the node returns or an operator moves it;
  * - a draining node's vservers move off, pinned ones too, each at most once per cooldown while
  *   the node is alive;
+ * - a vserver goes only to a node that reaches all it requires (its VIPs' client subnets, the storage
+ *   servers of its volumes); one whose live node lost any of them moves to a node that reaches them
+ *   all, at once (its clients or its writes are stalled now), unless it is pinned or no such node has
+ *   a slot: then it stays, blocked "unreachable";
  * - nothing else moves: a node that comes back gets nothing back (no failback), a disabled node keeps
  *   what it runs and receives nothing new, and a node that came back from the dead receives nothing
  *   until it has stayed alive for the settle time;
@@ -30,7 +34,7 @@ import type {
 } from "./model.ts";
 import { assertPlan } from "./planner-check.ts";
 import { validateClusterState, validatePolicy } from "./planner-input.ts";
-import { TargetPool } from "./planner-targets.ts";
+import { missingReach, TargetPool } from "./planner-targets.ts";
 
 export { ClusterStateError } from "./model.ts";
 export { applyPlan } from "./planner-apply.ts";
@@ -52,6 +56,8 @@ interface Move {
   readonly cause: PlacementCause;
   /** It serves nobody now (no node, or a dead one): it goes before a served one of equal priority. */
   readonly down: boolean;
+  /** For "unreachable": what its node lacks. */
+  readonly missing?: readonly string[];
 }
 
 interface Mover extends Move {
@@ -77,7 +83,12 @@ function assess(
     if (nowMs < untilMs) return { code: "cooldown", untilMs };
     return { cause: "drain", down: false };
   }
-  if (node.alive) return null;
+  if (node.alive) {
+    const missing = missingReach(vserver, node);
+    if (missing.length === 0) return null;
+    if (vserver.pinned) return { code: "unreachable", missing };
+    return { cause: "unreachable", down: true, missing };
+  }
   if (vserver.pinned) return { code: "pinned-node-dead", node: nodeId };
   return { cause: "failover", down: true };
 }
@@ -94,6 +105,7 @@ function sameBlocked(a: Blocked | null, b: Blocked | null): boolean {
   if (a.code !== b.code) return false;
   if (a.code === "pinned-node-dead" && b.code === "pinned-node-dead") return a.node === b.node;
   if (a.code === "cooldown" && b.code === "cooldown") return a.untilMs === b.untilMs;
+  if (a.code === "unreachable" && b.code === "unreachable") return a.missing.join() === b.missing.join();
   return true;
 }
 
@@ -128,11 +140,16 @@ export function plan(state: ClusterState, nowMs: number, policy = PLANNER_POLICY
   });
   movers.sort(byUrgency);
   const actions: PlanAction[] = [];
-  for (const { vserver, cause, position } of movers) {
-    const to = pool.take(vserver.placement.node);
+  for (const { vserver, cause, position, missing } of movers) {
+    const to = pool.take(vserver.placement.node, vserver.requires ?? []);
     if (to !== undefined) {
       actions.push(placement(vserver, to, cause));
       blocked[position] = null;
+      continue;
+    }
+    if (cause === "unreachable") {
+      // Served badly beats not served: it stays where it is until a node that reaches it all opens.
+      blocked[position] = { code: "unreachable", missing: missing ?? [] };
       continue;
     }
     blocked[position] = pool.targetCount === 0 ? { code: "no-node" } : { code: "no-capacity" };

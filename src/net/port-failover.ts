@@ -1,8 +1,10 @@
 /**
- * Port failure (pure): every VIP on a port that is down moves to a good port of the same node,
- * one on the VIP's own subnet first, the least loaded first (counting what this plan already put
- * there, so a dead port's VIPs spread instead of piling onto one). A VIP with no good port on its
- * node moves with its vserver: the vserver goes to another node, and all its VIPs with it.
+ * Port failure (pure): every VIP on a port that is down moves to a good port of the same node on the
+ * VIP's own subnet, the least loaded first (counting what this plan already put there, so a dead
+ * port's VIPs spread instead of piling onto one). A port on another subnet is no home for it: its
+ * clients find a VIP by ARP on their own segment, so there it answers nobody. A VIP on no subnet the
+ * node knows may take any good port. A VIP with no good port on its node moves with its vserver: the
+ * vserver goes to another node, and all its VIPs with it.
  */
 import { subnetOf } from "./cidr.ts";
 import type { NetAction, PortState, VipPlacement } from "./model.ts";
@@ -25,7 +27,9 @@ export function planPortFailover(ports: readonly PortState[], vips: readonly Vip
   )) {
     if (evacuated.has(vip.vserverId)) continue;
     const own = subnetOf(vip.vip, subnets);
-    const good = ports.filter((p) => p.nodeId === vip.nodeId && p.up && p.subnet !== null);
+    const good = ports.filter(
+      (p) => p.nodeId === vip.nodeId && p.up && p.subnet !== null && (own === undefined || p.subnet === own),
+    );
     const load = (p: PortState): number => planned.get(portKey(p.nodeId, p.name)) ?? 0;
     const choice = [...good].sort(
       (a, b) =>
@@ -40,7 +44,7 @@ export function planPortFailover(ports: readonly PortState[], vips: readonly Vip
         vserverId: vip.vserverId,
         fromNode: vip.nodeId,
         toNode: null,
-        reason: `VIP ${vip.vip}: port ${vip.port ?? "-"} on ${vip.nodeId} is down and the node has no good port left`,
+        reason: `VIP ${vip.vip}: port ${vip.port ?? "-"} on ${vip.nodeId} is down and the node has no good port left on ${own ?? "any subnet"}`,
       });
       continue;
     }

@@ -81,13 +81,15 @@ export class LinuxVipDriver implements VipDriver {
     if (port === null) throw new VipDriverError(`VIP ${vip}: the Linux driver needs a port to put it on`);
     const at = this.held.get(vip);
     if (at === port) return;
-    if (at !== undefined) await this.release(vip);
     try {
       await this.run(["ip", "addr", "add", `${vip}/${this.prefix}`, "dev", port]);
     } catch (error) {
       // Already there (a restart of this node's agent): holding it is what was asked.
       if (!(error instanceof VipDriverError && /File exists/.test(error.message))) throw error;
     }
+    // Moving between ports of this node: added on the new one before it leaves the old, so the
+    // address never stops being local and sockets bound to it (the NFS listeners) stay valid.
+    if (at !== undefined) await this.deleteFrom(vip, at);
     this.held.set(vip, port);
     // Unsolicited ARP (sender and target the VIP, to the broadcast MAC): every host on the segment
     // that knows the VIP updates its cache to this port's MAC. Nobody answers one, so arping exits 1.
@@ -114,12 +116,16 @@ export class LinuxVipDriver implements VipDriver {
   async release(vip: string): Promise<void> {
     const port = this.held.get(vip);
     if (port === undefined) return;
+    await this.deleteFrom(vip, port);
+    this.held.delete(vip);
+  }
+
+  private async deleteFrom(vip: string, port: string): Promise<void> {
     try {
       await this.run(["ip", "addr", "del", `${vip}/${this.prefix}`, "dev", port]);
     } catch (error) {
       if (!(error instanceof VipDriverError && /Cannot assign requested address/.test(error.message)))
         throw error;
     }
-    this.held.delete(vip);
   }
 }

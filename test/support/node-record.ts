@@ -17,6 +17,8 @@ export function nodeRecord(nodeId: string, overrides: Partial<NodeRecord> = {}):
     statePagesFree: 0,
     statePagesMax: 0,
     serviceState: [],
+    ports: [],
+    vipPorts: [],
     ...overrides,
   };
 }

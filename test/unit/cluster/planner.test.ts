@@ -210,6 +210,83 @@ describe("pinned vservers", () => {
   });
 });
 
+describe("reach: client subnets and storage paths", () => {
+  const subnetA = "subnet:10.7.1.0/24";
+  const storageS1 = "storage:s1";
+  const needs = { requires: [subnetA, storageS1] };
+
+  test("a vserver goes only to a node that reaches all it requires", () => {
+    const state = cluster(
+      [
+        node("a", { reaches: [subnetA] }),
+        node("b", { reaches: [storageS1] }),
+        node("c", { reaches: [subnetA, storageS1], load: { loadPerCore: 9, memoryFreeBytes: 0 } }),
+      ],
+      [vserver("v", null, needs), vserver("free", null)],
+    );
+    const after = placements(state);
+    assert.equal(after.v, "c", "the only node reaching both, though the most loaded");
+    assert.notEqual(after.free, null);
+  });
+
+  test("a vserver whose live node lost a storage path moves at once, within the cooldown too", () => {
+    const state = cluster(
+      [node("a", { reaches: [subnetA] }), node("b", { reaches: [subnetA, storageS1] })],
+      [vserver("v", "a", { ...needs, placement: { node: "a", generation: 3, sinceMs: NOW - 10 } })],
+    );
+    const [action] = placementActions(plan(state, NOW, POLICY));
+    assert.deepEqual(action, {
+      kind: "placement",
+      vserverId: "v",
+      from: "a",
+      to: "b",
+      generation: 4,
+      cause: "unreachable",
+    });
+  });
+
+  test("with no node that reaches it all, it stays on its node, blocked unreachable, naming what is missing", () => {
+    const state = cluster(
+      [node("a", { reaches: [subnetA] }), node("b", { reaches: [subnetA], vserversMax: 5 })],
+      [vserver("v", "a", needs)],
+    );
+    assert.equal(placements(state).v, "a");
+    assert.deepEqual(blockedOf(state, "v"), { code: "unreachable", missing: [storageS1] });
+  });
+
+  test("a pinned vserver stays, blocked unreachable", () => {
+    const state = cluster(
+      [node("a", { reaches: [subnetA] }), node("b", { reaches: [subnetA, storageS1] })],
+      [vserver("v", "a", { ...needs, pinned: true })],
+    );
+    assert.equal(placements(state).v, "a");
+    assert.deepEqual(blockedOf(state, "v"), { code: "unreachable", missing: [storageS1] });
+  });
+
+  test("the unfit node set aside for one choice still takes the next vserver", () => {
+    const state = cluster(
+      [
+        node("a", { reaches: [subnetA, storageS1], vserversMax: 4 }),
+        node("b", { reaches: [], vserversMax: 100 }),
+      ],
+      [vserver("v", null, needs), vserver("w", null), vserver("x", null, needs)],
+    );
+    const after = placements(state);
+    assert.equal(after.v, "a");
+    assert.equal(after.x, "a");
+    assert.equal(after.w, "b");
+  });
+
+  test("planning again after the move changes nothing", () => {
+    const state = cluster(
+      [node("a", { reaches: [subnetA] }), node("b", { reaches: [subnetA, storageS1] })],
+      [vserver("v", "a", needs)],
+    );
+    const after = applyPlan(state, plan(state, NOW, POLICY), NOW);
+    assert.deepEqual(plan(after, NOW, POLICY), []);
+  });
+});
+
 describe("no failback and no flapping", () => {
   test("a node that comes back gets nothing back", () => {
     const state = cluster(

@@ -58,6 +58,15 @@ describe("port failover", () => {
     );
   });
 
+  it("never puts a VIP on a port of another subnet: the vserver moves instead", () => {
+    const ports = [port("n1", "eth0", A, false), port("n1", "eth1", B), port("n2", "eth0", A)];
+    const actions = planPortFailover(ports, [vip("10.7.1.50", "vs1", "n1", "eth0")]);
+    assert.deepEqual(
+      actions.map((a) => a.kind),
+      ["move-vserver"],
+    );
+  });
+
   it("spreads a dead port's VIPs over the good ports by load", () => {
     const ports = [port("n1", "eth0", A, false), port("n1", "eth1", A), port("n1", "eth2", A)];
     const vips = [1, 2, 3, 4].map((i) => vip(`10.7.1.5${i}`, `vs${i}`, "n1", "eth0", 1000 * i));
@@ -114,6 +123,8 @@ describe("port failover", () => {
             assert.notEqual(ports.get(`${from.nodeId}/${from.port}`)?.up, true, "a VIP on a good port stays");
             assert.equal(ports.get(`${a.nodeId}/${a.toPort}`)?.up, true, "only onto a good port");
             assert.equal(a.nodeId, from.nodeId, "on the same node");
+            if ([...ports.values()].some((p) => p.subnet === A))
+              assert.equal(ports.get(`${a.nodeId}/${a.toPort}`)?.subnet, A, "on the VIP's subnet");
           }
         },
       ),

@@ -24,8 +24,9 @@ test("the Linux driver adds, announces, moves and deletes an address, each once"
   assert.deepEqual(commands, [
     "ip addr add 10.7.1.50/32",
     "arping -U -c 2",
-    "ip addr del 10.7.1.50/32",
+    // A move between ports adds on the new one before it deletes from the old.
     "ip addr add 10.7.1.50/32",
+    "ip addr del 10.7.1.50/32",
     "arping -U -c 2",
     "ip addr del 10.7.1.50/32",
   ]);

@@ -1,0 +1,155 @@
+/**
+ * One node's network: its ports (watched), the storage servers it reaches (probed), and the VIPs it
+ * holds, each on a port chosen by the port-failover rule. On every tick it samples the ports and, when
+ * a port a VIP is on has gone down, moves that VIP to a good port of the same node on its subnet. A VIP
+ * with no such port stays where it is: the node then stops publishing that subnet, and the master
+ * moves the vserver to a node that has it (see cluster/reach.ts).
+ *
+ * With no ports configured (the loopback driver of `npm start`) it holds nothing and reports only the
+ * storage servers it reaches.
+ */
+import type { Logger } from "pino";
+import type { PortState, VipPlacement } from "./model.ts";
+import { planPortFailover } from "./port-failover.ts";
+import { type PortConfig, PortMonitor, type PortReader } from "./port-monitor.ts";
+import { type Prober, type ProbeTarget, StorageReach } from "./storage-reach.ts";
+import type { VipDriver } from "./vip-driver.ts";
+
+export interface NodeNetworkOptions {
+  readonly nodeId: string;
+  readonly driver: VipDriver;
+  readonly ports: readonly PortConfig[];
+  /** The storage servers to probe, with their addresses (from the registry). */
+  readonly storageServers: () => readonly ProbeTarget[];
+  readonly logger: Logger;
+  readonly intervalMs?: number;
+  readonly readPort?: PortReader;
+  readonly probe?: Prober;
+  /** Called after a tick changed what the node reaches, so health is published at once. */
+  readonly onChange?: () => void;
+}
+
+export const NETWORK_TICK_MS_DEFAULT = 500;
+
+export class NodeNetwork implements AsyncDisposable {
+  private readonly options: NodeNetworkOptions;
+  private readonly monitor: PortMonitor;
+  private readonly storage: StorageReach;
+  private readonly log: Logger;
+  /** VIP → the vserver holding it here and the port it is on. */
+  private readonly held = new Map<string, { vserverId: string; port: string | null }>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private lastReach = "";
+  /** VIP moves between ports done, for tests and status. */
+  readonly counters = { portMoves: 0 };
+
+  private constructor(options: NodeNetworkOptions) {
+    this.options = options;
+    this.monitor = new PortMonitor(options.nodeId, options.ports, options.readPort);
+    this.storage = new StorageReach(options.probe);
+    this.log = options.logger.child({ component: "network" });
+  }
+
+  static async start(options: NodeNetworkOptions): Promise<NodeNetwork> {
+    const network = new NodeNetwork(options);
+    await network.tick();
+    network.timer = setInterval(() => {
+      network.ticking ??= network.tick().finally(() => {
+        network.ticking = undefined;
+      });
+    }, options.intervalMs ?? NETWORK_TICK_MS_DEFAULT);
+    network.timer.unref();
+    return network;
+  }
+
+  get managesPorts(): boolean {
+    return this.options.ports.length > 0;
+  }
+
+  ports(): PortState[] {
+    return this.monitor.current();
+  }
+
+  /** Reach labels for the node's health: client subnets with a good port, storage servers reached. */
+  reaches(): string[] {
+    const subnets = new Set<string>();
+    for (const port of this.monitor.current()) if (port.up && port.subnet !== null) subnets.add(port.subnet);
+    const servers = this.storage.reached(this.options.storageServers().map((s) => s.serverId));
+    return [...[...subnets].sort().map((s) => `subnet:${s}`), ...servers.map((s) => `storage:${s}`)];
+  }
+
+  /** Where each VIP held here is, for status. */
+  placements(): VipPlacement[] {
+    return [...this.held].map(([vip, at]) => ({
+      vip,
+      vserverId: at.vserverId,
+      nodeId: this.options.nodeId,
+      port: at.port,
+      loadBytesPerSec: 0,
+    }));
+  }
+
+  /** Puts a vserver's VIPs on ports (before its listeners bind to them). */
+  async hold(vserverId: string, vips: readonly string[]): Promise<void> {
+    if (!this.managesPorts) return;
+    for (const vip of vips) if (!this.held.has(vip)) this.held.set(vip, { vserverId, port: null });
+    await this.place(vips);
+  }
+
+  /** Takes a vserver's VIPs off this node (after its listeners closed). */
+  async release(vips: readonly string[]): Promise<void> {
+    if (!this.managesPorts) return;
+    const results = await Promise.allSettled(vips.map((vip) => this.options.driver.release(vip)));
+    for (const vip of vips) this.held.delete(vip);
+    results.forEach((r, i) => {
+      if (r.status === "rejected") this.log.error({ err: r.reason, vip: vips[i] }, "could not release a VIP");
+    });
+  }
+
+  /** VIPs not on a good port of their subnet are put on one, if the node has one. */
+  private async place(only?: readonly string[]): Promise<void> {
+    const wanted = new Set(only ?? this.held.keys());
+    const placements = this.placements().filter((p) => wanted.has(p.vip));
+    const actions = planPortFailover(this.monitor.current(), placements);
+    for (const action of actions) {
+      if (action.kind !== "move-vip") {
+        if (action.kind === "move-vserver")
+          this.log.warn({ vserverId: action.vserverId, reason: action.reason }, "a vserver has no port here");
+        continue;
+      }
+      const held = this.held.get(action.vip);
+      if (held === undefined) continue;
+      await this.options.driver.hold(action.vip, action.toPort);
+      if (held.port !== null) {
+        this.counters.portMoves++;
+        this.log.warn(
+          { vip: action.vip, from: held.port, to: action.toPort, reason: action.reason },
+          "VIP moved to another port",
+        );
+      } else this.log.info({ vip: action.vip, port: action.toPort }, "VIP up");
+      held.port = action.toPort;
+    }
+  }
+
+  private async tick(): Promise<void> {
+    await Promise.all([this.monitor.sample(), this.storage.probeAll(this.options.storageServers())]);
+    if (this.managesPorts)
+      await this.place().catch((error: unknown) => this.log.error({ err: error }, "could not place VIPs"));
+    const reach = this.reaches().join();
+    if (reach !== this.lastReach) {
+      if (this.lastReach !== "") this.log.warn({ reaches: this.reaches() }, "what this node reaches changed");
+      this.lastReach = reach;
+      this.options.onChange?.();
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.ticking;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
