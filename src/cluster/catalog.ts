@@ -57,12 +57,23 @@ export const ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const LOOPBACK_VIP_PATTERN =
   /^127\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)$/;
 
+/**
+ * A VIP: a unicast IPv4 address. Which ones work depends on the nodes' VIP driver: 127.0.0.0/8 with
+ * loopback (the default), an address on a client subnet of the nodes' ports with the Linux driver.
+ */
+export function isVipAddress(text: string): boolean {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) return false;
+  const octets = text.split(".").map(Number);
+  const first = octets[0]!;
+  return octets.every((o) => o <= 255) && first !== 0 && first < 224;
+}
+
 const id = z.string().regex(ID_PATTERN);
 const label = z.string().min(1).max(LABEL_CHARS_MAX);
 const count = z.number().int().nonnegative();
 const port = z.number().int().min(1).max(65535);
 const volumeId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/);
-const vip = z.string().regex(LOOPBACK_VIP_PATTERN);
+const vip = z.string().refine(isVipAddress, "a unicast IPv4 address");
 
 export const nodeRoleSchema = z.enum(["filer", "storage"]);
 export const operatorStateSchema = z.enum(["enabled", "disabled", "draining"]);

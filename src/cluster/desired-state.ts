@@ -17,7 +17,7 @@ import {
   HANDLE_IDS_KEY,
   handleIdsSchema,
   ID_PATTERN,
-  LOOPBACK_VIP_PATTERN,
+  isVipAddress,
   nodeSettingsSchema,
   type PlacementRecord,
   placementRecordSchema,
@@ -71,8 +71,11 @@ function checkId(id: string, what: string): void {
 }
 
 function checkVip(vip: string): void {
-  if (!LOOPBACK_VIP_PATTERN.test(vip))
-    throw new AdminError("INVALID", `VIP "${vip}": the loopback driver takes IPv4 addresses in 127.0.0.0/8`);
+  if (!isVipAddress(vip))
+    throw new AdminError(
+      "INVALID",
+      `VIP "${vip}": not a unicast IPv4 address (127.0.0.0/8 with the loopback driver, an address on a client subnet with the Linux one)`,
+    );
 }
 
 function checkExport(rule: string): void {

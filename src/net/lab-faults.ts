@@ -6,7 +6,7 @@
 import { unreachable } from "../util/assert.ts";
 import {
   type Argv,
-  LAB_NODE_PORTS,
+  LAB_PORT_NAMES,
   type LabNode,
   type LabPort,
   type LabPortName,
@@ -42,7 +42,7 @@ export class LabFaultError extends Error {
 }
 
 export function isLabPortName(text: string): text is LabPortName {
-  return LAB_NODE_PORTS.some((port) => port.name === text);
+  return (LAB_PORT_NAMES as readonly string[]).includes(text);
 }
 
 export function isLabSubnetName(text: string): text is LabSubnetName {

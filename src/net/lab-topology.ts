@@ -28,17 +28,40 @@ const VIP_HOST_MIN = 50;
 const VIP_HOST_MAX = 99;
 
 export type LabSubnetName = "A" | "B";
-export type LabNetworkName = LabSubnetName | "storage";
-export type LabPortName = "eth0" | "eth1" | "stor0";
+export type LabNetworkName = LabSubnetName | "storage" | "cluster";
+export type LabPortName = "eth0" | "eth1" | "eth2" | "eth3" | "stor0" | "clu0";
+
+interface NodePortSpec {
+  readonly name: LabPortName;
+  readonly network: LabNetworkName;
+  /** The port's host number on its network, before the node's index is added. */
+  readonly hostBase: number;
+}
 
 /** Each node port, in order, and the network it is cabled to. */
-export const LAB_NODE_PORTS: readonly { readonly name: LabPortName; readonly network: LabNetworkName }[] = [
-  { name: "eth0", network: "A" },
-  { name: "eth1", network: "B" },
-  { name: "stor0", network: "storage" },
+export const LAB_NODE_PORTS: readonly NodePortSpec[] = [
+  { name: "eth0", network: "A", hostBase: 10 },
+  { name: "eth1", network: "B", hostBase: 10 },
+  { name: "stor0", network: "storage", hostBase: 10 },
 ];
-const THIRD_OCTET: Readonly<Record<LabNetworkName, number>> = { A: 1, B: 2, storage: 9 };
-const BRIDGE: Readonly<Record<LabNetworkName, string>> = { A: "brA", B: "brB", storage: "brS" };
+/** With `dualPorts`: a second port on each client subnet, so a port can fail over within its subnet. */
+const DUAL_PORTS: readonly NodePortSpec[] = [
+  { name: "eth2", network: "A", hostBase: 30 },
+  { name: "eth3", network: "B", hostBase: 30 },
+];
+/** With `hostLinks`: the cluster network (the coordination store), apart from the storage network. */
+const CLUSTER_PORT: NodePortSpec = { name: "clu0", network: "cluster", hostBase: 10 };
+/** Every port name a lab may have. */
+export const LAB_PORT_NAMES: readonly LabPortName[] = ["eth0", "eth1", "eth2", "eth3", "stor0", "clu0"];
+/** This host's address on the networks it is linked to (with `hostLinks`). */
+const HOST_LINK_HOST = 254;
+const THIRD_OCTET: Readonly<Record<LabNetworkName, number>> = { A: 1, B: 2, cluster: 8, storage: 9 };
+const BRIDGE: Readonly<Record<LabNetworkName, string>> = {
+  A: "brA",
+  B: "brB",
+  cluster: "brC",
+  storage: "brS",
+};
 
 export const labConfigSchema = z
   .object({
@@ -47,6 +70,13 @@ export const labConfigSchema = z
     clients: z.number().int().min(0).max(LAB_CLIENTS_MAX).default(LAB_CLIENTS_DEFAULT),
     /** The second octet of every lab address (10.<octet>.x.y); default: a hash of the tag. */
     octet: z.number().int().min(0).max(255).optional(),
+    /** A second port per node on each client subnet (eth2 on A, eth3 on B). */
+    dualPorts: z.boolean().default(false),
+    /**
+     * Links this host into the lab: a cluster network (node port clu0) and the storage network, with
+     * this host at .254 on each, so processes run here (etcd, storage servers, a test) reach the nodes.
+     */
+    hostLinks: z.boolean().default(false),
   })
   .strict();
 export type LabConfig = z.input<typeof labConfigSchema>;
@@ -97,11 +127,22 @@ export interface LabVipPool {
   readonly addresses: readonly string[];
 }
 
+/** A veth pair from this host's namespace to a bridge of the lab. */
+export interface LabHostLink {
+  readonly network: LabNetworkName;
+  /** The host's end, in the host's namespace: "fl<tag>hc". */
+  readonly name: string;
+  readonly address: string;
+  /** The bridge's end, in the switch namespace. */
+  readonly bridgePort: string;
+}
+
 export interface LabTopology {
   readonly tag: string;
   readonly octet: number;
   readonly switchNamespace: string;
   readonly networks: Readonly<Record<LabNetworkName, LabNetwork>>;
+  readonly hostLinks: readonly LabHostLink[];
   readonly nodes: readonly LabNode[];
   readonly clients: readonly LabClient[];
   readonly vipPools: Readonly<Record<LabSubnetName, LabVipPool>>;
@@ -141,14 +182,24 @@ export function labTopology(config: LabConfig): LabTopology {
     bridge: BRIDGE[name],
     cidr: `${networkAddress(name, 0)}/24`,
   });
-  const networks = { A: networkOf("A"), B: networkOf("B"), storage: networkOf("storage") };
+  const networks = {
+    A: networkOf("A"),
+    B: networkOf("B"),
+    cluster: networkOf("cluster"),
+    storage: networkOf("storage"),
+  };
+  const portSpecs = [
+    ...LAB_NODE_PORTS,
+    ...(parsed.data.dualPorts ? DUAL_PORTS : []),
+    ...(parsed.data.hostLinks ? [CLUSTER_PORT] : []),
+  ];
   const nodes = Array.from({ length: nodeCount }, (_, i): LabNode => {
     const id = `n${i + 1}`;
-    const ports = LAB_NODE_PORTS.map(
-      ({ name, network }): LabPort => ({
+    const ports = portSpecs.map(
+      ({ name, network, hostBase }): LabPort => ({
         name,
         network,
-        address: networkAddress(network, 10 + i + 1),
+        address: networkAddress(network, hostBase + i + 1),
         bridgePort: `${id}${name}`,
       }),
     );
@@ -177,11 +228,20 @@ export function labTopology(config: LabConfig): LabTopology {
       networkAddress(subnet, VIP_HOST_MIN + k),
     ),
   });
+  const hostLinks: LabHostLink[] = parsed.data.hostLinks
+    ? (["cluster", "storage"] as const).map((network) => ({
+        network,
+        name: `${prefix}h${network === "cluster" ? "c" : "s"}`,
+        address: networkAddress(network, HOST_LINK_HOST),
+        bridgePort: `host${network === "cluster" ? "C" : "S"}`,
+      }))
+    : [];
   const topology: LabTopology = {
     tag,
     octet,
     switchNamespace: `${prefix}sw`,
     networks,
+    hostLinks,
     nodes,
     clients,
     vipPools: { A: poolOf("A"), B: poolOf("B") },
@@ -191,7 +251,11 @@ export function labTopology(config: LabConfig): LabTopology {
 }
 
 function assertWellFormed(topology: LabTopology): void {
-  const ports = [...topology.nodes.flatMap((n) => n.ports), ...topology.clients.map((c) => c.port)];
+  const ports = [
+    ...topology.nodes.flatMap((n) => n.ports),
+    ...topology.clients.map((c) => c.port),
+    ...topology.hostLinks.map((l) => ({ name: l.name, bridgePort: l.bridgePort, address: l.address })),
+  ];
   const names = [
     ...ports.flatMap((p) => [p.name, p.bridgePort]),
     ...Object.values(topology.networks).map((n) => n.bridge),
@@ -227,6 +291,36 @@ export function upCommands(topology: LabTopology): Argv[] {
     // which is what subnet-up and heal rely on.
     commands.push(["ip", "-n", sw, "link", "add", network.bridge, "type", "bridge", "stp_state", "0"]);
     commands.push(["ip", "-n", sw, "link", "set", network.bridge, "up"]);
+  }
+  for (const link of topology.hostLinks) {
+    // Made here with the bridge's end put straight into the switch namespace; deleting that
+    // namespace deletes the pair, so the lab's teardown needs nothing more.
+    commands.push([
+      "ip",
+      "link",
+      "add",
+      link.name,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      link.bridgePort,
+      "netns",
+      sw,
+    ]);
+    commands.push([
+      "ip",
+      "-n",
+      sw,
+      "link",
+      "set",
+      link.bridgePort,
+      "master",
+      topology.networks[link.network].bridge,
+    ]);
+    commands.push(["ip", "-n", sw, "link", "set", link.bridgePort, "up"]);
+    commands.push(["ip", "addr", "add", `${link.address}/24`, "dev", link.name]);
+    commands.push(["ip", "link", "set", link.name, "up"]);
   }
   for (const node of topology.nodes) {
     commands.push(["ip", "-n", node.namespace, "link", "set", "lo", "up"]);

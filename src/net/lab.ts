@@ -147,7 +147,23 @@ export class NetworkLab {
       throw new LabNotUpError(
         `lab ${tag} is incomplete (${node1.id} ${stor.name} has no address); run lab up again`,
       );
-    return new NetworkLab(labTopology({ tag, nodes: shape.nodes, clients: shape.clients, octet }));
+    // Optional ports show in node 1's links: eth2 for dual ports, clu0 for host links.
+    const names = new Set(
+      parseLinks(
+        await runLabCommand(["ip", "-j", "-n", node1.namespace, "link", "show"]),
+        `ip -j -n ${node1.namespace} link show`,
+      ).map((l) => l.ifname),
+    );
+    return new NetworkLab(
+      labTopology({
+        tag,
+        nodes: shape.nodes,
+        clients: shape.clients,
+        octet,
+        dualPorts: names.has("eth2"),
+        hostLinks: names.has("clu0"),
+      }),
+    );
   }
 
   /** Removes every namespace of the lab tagged `tag`; returns their names (none: nothing to do). */

@@ -70,9 +70,9 @@ async function freePorts(count: number): Promise<number[]> {
 }
 
 /** etcd's flags: one member on loopback, with a short raft tick so that a 1 s lease TTL is allowed. */
-function etcdArgs(dataDir: string, clientPort: number, peerPort: number): string[] {
-  const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
+function etcdArgs(dataDir: string, clientPort: number, peerPort: number, host: string): string[] {
+  const client = `http://${host}:${clientPort}`;
+  const peer = `http://${host}:${peerPort}`;
   return [
     ["--name", "default"],
     ["--data-dir", dataDir],
@@ -121,10 +121,10 @@ class EtcdMember implements EtcdProcess {
   private exited: Promise<void> = Promise.resolve();
   private logTail = "";
 
-  constructor(dataDir: string, clientPort: number, peerPort: number) {
+  constructor(dataDir: string, clientPort: number, peerPort: number, host: string) {
     this.dataDir = dataDir;
-    this.endpoint = `http://127.0.0.1:${clientPort}`;
-    this.args = etcdArgs(join(dataDir, "member"), clientPort, peerPort);
+    this.endpoint = `http://${host}:${clientPort}`;
+    this.args = etcdArgs(join(dataDir, "member"), clientPort, peerPort, host);
   }
 
   get running(): boolean {
@@ -211,13 +211,14 @@ class EtcdMember implements EtcdProcess {
 }
 
 /**
- * Starts a single-member etcd of its own (Debian's `etcd` binary) on free loopback ports with a fresh
- * data directory, and resolves once it answers. It never uses a system etcd on 2379.
+ * Starts a single-member etcd of its own (Debian's `etcd` binary) on free ports with a fresh data
+ * directory, and resolves once it answers. It never uses a system etcd on 2379. It listens on
+ * loopback, or on `host` (an address of this host, e.g. a network lab's host link).
  */
-export async function startEtcd(): Promise<EtcdProcess> {
+export async function startEtcd(host = "127.0.0.1"): Promise<EtcdProcess> {
   const dataDir = await mkdtemp(join(tmpdir(), "flotilla-etcd-"));
   const [clientPort, peerPort] = await freePorts(2);
-  const member = new EtcdMember(dataDir, clientPort!, peerPort!);
+  const member = new EtcdMember(dataDir, clientPort!, peerPort!, host);
   try {
     await member.start();
   } catch (error) {

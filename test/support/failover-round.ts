@@ -32,6 +32,8 @@ export interface WriterRoundOptions {
   /** When the disruption starts, after the writer. */
   readonly killAfterMs: number;
   readonly blockBytes: number;
+  /** The network namespace the client runs in (a network lab's client); default: this host's. */
+  readonly namespace?: string;
 }
 export type FailoverRoundOptions = WriterRoundOptions;
 
@@ -73,16 +75,23 @@ export async function failoverRound(
  * somehow and says where it went; then every acknowledged block is read back.
  */
 export async function writerRound(
-  cluster: ProcessCluster,
+  cluster: Pick<ProcessCluster, "servedBy">,
   options: WriterRoundOptions,
   disrupt: (servedBy: string) => Promise<{ takenOverBy: string; after?: () => Promise<void> }>,
 ): Promise<FailoverRound> {
   const killed = await cluster.servedBy(options.vserverId);
-  const child = spawn(
-    options.writer,
-    ["write", options.url, options.file, String(options.seconds), String(options.blockBytes)],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const inNamespace = (argv: string[]): [string, string[]] =>
+    options.namespace === undefined
+      ? [options.writer, argv]
+      : ["ip", ["netns", "exec", options.namespace, options.writer, ...argv]];
+  const [program, args] = inNamespace([
+    "write",
+    options.url,
+    options.file,
+    String(options.seconds),
+    String(options.blockBytes),
+  ]);
+  const child = spawn(program, args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   for (const stream of [child.stdout, child.stderr]) {
     stream.setEncoding("utf8").on("data", (chunk: string) => {
@@ -96,11 +105,8 @@ export async function writerRound(
   if (code !== 0) throw new Error(`the failover writer exited ${code}:\n${output}`);
   const summary = writeSummarySchema.parse(lastJsonLine(output));
   const verify = await run(
-    options.writer,
-    ["verify", options.url, options.file, String(summary.acked), String(options.blockBytes)],
-    {
-      timeoutMs: 120_000,
-    },
+    ...inNamespace(["verify", options.url, options.file, String(summary.acked), String(options.blockBytes)]),
+    { timeoutMs: 120_000 },
   );
   const verified = verifySummarySchema.parse(lastJsonLine(verify.stdout));
   await after?.();

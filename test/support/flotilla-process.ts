@@ -25,13 +25,17 @@ export interface FlotillaProcess extends AsyncDisposable {
   readonly exited: Promise<number | NodeJS.Signals>;
 }
 
-/** Runs `flotilla ARGS...` and resolves once a stdout line matches `ready`. */
+/** Runs `flotilla ARGS...` (inside a network namespace if given) and resolves once a stdout line matches `ready`. */
 export async function spawnFlotilla(
   args: readonly string[],
   ready: RegExp,
   what = args[0] ?? "flotilla",
+  namespace?: string,
 ): Promise<FlotillaProcess> {
-  const child: ChildProcess = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  // `ip netns exec` execs the program in place: signals sent to the child reach flotilla itself.
+  const argv = [process.execPath, MAIN, ...args];
+  const [program, ...rest] = namespace === undefined ? argv : ["ip", "netns", "exec", namespace, ...argv];
+  const child: ChildProcess = spawn(program!, rest, { stdio: ["ignore", "pipe", "pipe"] });
   let text = "";
   const exited = new Promise<number | NodeJS.Signals>((resolve) => {
     child.once("exit", (code, signal) => resolve(code ?? signal ?? -1));

@@ -30,7 +30,21 @@ export interface ProcessClusterOptions {
   /** How long a missing storage server waits past its lease before it is declared dead (default: the node's). */
   readonly storageGraceMs?: number;
   /** The nodes' liveMove config section (see flotilla node's config). */
-  readonly liveMove?: { readonly precopyBytesPerSec?: number; readonly statePages?: number };
+  readonly liveMove?: {
+    readonly precopyBytesPerSec?: number;
+    readonly statePages?: number;
+    readonly host?: string;
+  };
+  /**
+   * For a cluster in a network lab: the host addresses etcd and the storage servers listen on, the
+   * namespace each node runs in, and config sections added to each node's (its network, say).
+   */
+  readonly lab?: {
+    readonly etcdHost: string;
+    readonly storageHost: string;
+    readonly namespaceOf: (nodeId: string) => string;
+    readonly nodeConfig: (nodeId: string) => Record<string, unknown>;
+  };
 }
 
 export class ProcessCluster implements AsyncDisposable {
@@ -62,7 +76,7 @@ export class ProcessCluster implements AsyncDisposable {
   }
 
   private async startAll(): Promise<void> {
-    this.etcd = await startEtcd();
+    this.etcd = await startEtcd(this.options.lab?.etcdHost);
     await writeSecretFile(this.secretFile, true);
     const secret = await readSecretFile(this.secretFile);
     this.store = await EtcdStore.connect({ endpoints: [this.etcd.endpoint], namespace: this.namespace });
@@ -73,6 +87,7 @@ export class ProcessCluster implements AsyncDisposable {
         join(this.options.root, "storage", serverId),
         "--id",
         serverId,
+        ...(this.options.lab === undefined ? [] : ["--host", this.options.lab.storageHost]),
         "--secret-file",
         this.secretFile,
         "--etcd",
@@ -103,10 +118,16 @@ export class ProcessCluster implements AsyncDisposable {
       logLevel: this.options.logLevel ?? "info",
       admin: { port: 0 },
       ...(this.options.liveMove === undefined ? {} : { liveMove: this.options.liveMove }),
+      ...this.options.lab?.nodeConfig(nodeId),
     };
     const configFile = join(this.options.root, `${nodeId}.json`);
     await writeFile(configFile, JSON.stringify(config));
-    const node = await spawnFlotilla(["node", "--config", configFile], /^node (\S+) up /m, `node ${nodeId}`);
+    const node = await spawnFlotilla(
+      ["node", "--config", configFile],
+      /^node (\S+) up /m,
+      `node ${nodeId}`,
+      this.options.lab?.namespaceOf(nodeId),
+    );
     this.nodes.set(nodeId, node);
     return node;
   }
@@ -136,6 +157,7 @@ export class ProcessCluster implements AsyncDisposable {
     vips: string[],
     ports: { nfs: number; mount: number },
     sizeBytes = 64 * MiB,
+    exports?: readonly string[],
   ): Promise<void> {
     const volumeId = `${id}-data`;
     await createVolume(this.store, this.registry, {
@@ -150,6 +172,7 @@ export class ProcessCluster implements AsyncDisposable {
       volumes: [volumeId],
       nfsPort: ports.nfs,
       mountPort: ports.mount,
+      ...(exports === undefined ? {} : { exports }),
     });
   }
 
