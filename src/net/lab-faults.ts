@@ -51,27 +51,9 @@ export function isLabSubnetName(text: string): text is LabSubnetName {
 
 /** The commands for `fault`, or a LabFaultError when it names what the lab does not have. */
 export function faultCommands(topology: LabTopology, fault: LabFault): Argv[] {
-  const sw = topology.switchNamespace;
-  const attach = (port: LabPort): Argv => [
-    "ip",
-    "-n",
-    sw,
-    "link",
-    "set",
-    port.bridgePort,
-    "master",
-    topology.networks[port.network].bridge,
-  ];
-  const detach = (port: LabPort): Argv => ["ip", "-n", sw, "link", "set", port.bridgePort, "nomaster"];
-  const setLink = (port: LabPort, state: "up" | "down"): Argv => [
-    "ip",
-    "-n",
-    sw,
-    "link",
-    "set",
-    port.bridgePort,
-    state,
-  ];
+  const attach = (port: LabPort) => linkSet(topology, port, "master", topology.networks[port.network].bridge);
+  const detach = (port: LabPort) => linkSet(topology, port, "nomaster");
+  const setLink = (port: LabPort, state: "up" | "down") => linkSet(topology, port, state);
   switch (fault.kind) {
     case "port-down":
     case "port-up":
@@ -96,6 +78,11 @@ export function faultCommands(topology: LabTopology, fault: LabFault): Argv[] {
     default:
       return unreachable(fault, "lab fault kind");
   }
+}
+
+/** Every fault is an `ip link set` of the bridge side of a node's port, in the switch namespace. */
+function linkSet(topology: LabTopology, port: LabPort, ...change: readonly string[]): Argv {
+  return ["ip", "-n", topology.switchNamespace, "link", "set", port.bridgePort, ...change];
 }
 
 /** `n1` (or `1`) to the node. */

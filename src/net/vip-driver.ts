@@ -6,6 +6,13 @@
  */
 import { execFile } from "node:child_process";
 import { parseIpv4 } from "./cidr.ts";
+import {
+  establishedArgv,
+  parseEstablished,
+  type TcpConnection,
+  type TrackedConnections,
+} from "./tcp-connections.ts";
+import { parseTickleReport, tickleArgvs, tickleProgram } from "./tickle.ts";
 
 export interface VipDriver {
   readonly kind: "loopback" | "linux";
@@ -13,6 +20,13 @@ export interface VipDriver {
   hold(vip: string, port: string | null): Promise<void>;
   /** Stops answering on `vip`. Idempotent. */
   release(vip: string): Promise<void>;
+  /**
+   * The established TCP connections on `vip` here (a bounded number). The holder publishes them, as
+   * after a crash they cannot be read from it, for the VIP's next holder to `tickle`.
+   */
+  connections(vip: string): Promise<TrackedConnections>;
+  /** Makes the clients of `connections` (once on `vip`, held here now) drop them and reconnect at once. */
+  tickle(vip: string, connections: readonly TcpConnection[]): Promise<void>;
 }
 
 export class VipDriverError extends Error {
@@ -29,6 +43,13 @@ export class LoopbackVipDriver implements VipDriver {
   }
 
   async release(): Promise<void> {}
+
+  /** A loopback VIP never moves between hosts: there is no client to tell. */
+  async connections(): Promise<TrackedConnections> {
+    return { connections: [], omittedCount: 0 };
+  }
+
+  async tickle(): Promise<void> {}
 }
 
 /**
@@ -38,6 +59,8 @@ export class LoopbackVipDriver implements VipDriver {
 export type CommandRunner = (argv: readonly string[], okExitCodes?: readonly number[]) => Promise<string>;
 
 const COMMAND_TIMEOUT_MS = 5000;
+/** ss prints ~100 bytes a connection: this holds every connection of a VIP, and far more than we keep. */
+const COMMAND_OUTPUT_BYTES_MAX = 4 * 1024 * 1024;
 /** Seconds between two announcements (arping's -w): it waits that long for a reply nobody sends. */
 const ANNOUNCE_GAP_SECONDS = "0.05";
 
@@ -46,12 +69,25 @@ export function commandRunner(namespace?: string): CommandRunner {
   return (argv, okExitCodes = []) =>
     new Promise((resolve, reject) => {
       const [program, ...args] = namespace === undefined ? argv : ["ip", "netns", "exec", namespace, ...argv];
-      execFile(program as string, args, { timeout: COMMAND_TIMEOUT_MS }, (error, stdout, stderr) => {
-        if (error === null || (typeof error.code === "number" && okExitCodes.includes(error.code)))
-          resolve(stdout);
-        else reject(new VipDriverError(`${argv.join(" ")} failed: ${stderr.trim() || error.message}`));
-      });
+      execFile(
+        program as string,
+        args,
+        { timeout: COMMAND_TIMEOUT_MS, maxBuffer: COMMAND_OUTPUT_BYTES_MAX },
+        (error, stdout, stderr) => {
+          if (error === null || (typeof error.code === "number" && okExitCodes.includes(error.code)))
+            resolve(stdout);
+          else reject(new VipDriverError(`${quoted(argv)} failed: ${stderr.trim() || error.message}`));
+        },
+      );
     });
+}
+
+/** A tickle's command line holds up to a thousand connections: an error quotes only its start. */
+const QUOTED_COMMAND_CHARS_MAX = 200;
+
+function quoted(argv: readonly string[]): string {
+  const text = argv.join(" ");
+  return text.length > QUOTED_COMMAND_CHARS_MAX ? `${text.slice(0, QUOTED_COMMAND_CHARS_MAX)}...` : text;
 }
 
 export interface LinuxVipDriverOptions {
@@ -60,6 +96,8 @@ export interface LinuxVipDriverOptions {
   readonly prefix?: number;
   /** Gratuitous ARP announcements sent when a VIP arrives. */
   readonly announcements?: number;
+  /** The tickle program's path (default: tickle.ts builds it on first use). */
+  readonly tickleProgram?: () => Promise<string>;
 }
 
 export class LinuxVipDriver implements VipDriver {
@@ -67,6 +105,7 @@ export class LinuxVipDriver implements VipDriver {
   private readonly run: CommandRunner;
   private readonly prefix: number;
   private readonly announcements: number;
+  private readonly tickleProgram: () => Promise<string>;
   /** Where each held VIP is, so release knows the device. */
   private readonly held = new Map<string, string>();
 
@@ -74,6 +113,7 @@ export class LinuxVipDriver implements VipDriver {
     this.run = options.run;
     this.prefix = options.prefix ?? 32;
     this.announcements = options.announcements ?? 2;
+    this.tickleProgram = options.tickleProgram ?? (() => tickleProgram());
   }
 
   async hold(vip: string, port: string | null): Promise<void> {
@@ -126,6 +166,21 @@ export class LinuxVipDriver implements VipDriver {
     } catch (error) {
       if (!(error instanceof VipDriverError && /Cannot assign requested address/.test(error.message)))
         throw error;
+    }
+  }
+
+  async connections(vip: string): Promise<TrackedConnections> {
+    return parseEstablished(await this.run(establishedArgv(vip)), vip);
+  }
+
+  async tickle(vip: string, connections: readonly TcpConnection[]): Promise<void> {
+    if (connections.length === 0) return;
+    const program = await this.tickleProgram();
+    for (const argv of tickleArgvs(program, vip, connections)) {
+      const out = await this.run(argv);
+      const report = parseTickleReport(out);
+      if (report === undefined || report.sentCount !== report.totalCount)
+        throw new VipDriverError(`tickle ACKs from ${vip}: ${out.trim() || "no report"}`);
     }
   }
 }

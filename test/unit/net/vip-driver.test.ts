@@ -36,3 +36,39 @@ test("the Linux driver says so when the announcement did not go out", async () =
   const driver = new LinuxVipDriver({ run: async () => "0 packets transmitted" });
   await assert.rejects(driver.hold("10.7.1.50", "eth0"), /sent no announcement/);
 });
+
+test("the Linux driver reads a VIP's connections with ss and keeps only the VIP's", async () => {
+  const asked: string[] = [];
+  const driver = new LinuxVipDriver({
+    run: async (argv) => {
+      asked.push(argv.join(" "));
+      // Captured in the lab: the VIP's connection, and one on the node's own address.
+      return "0      0      10.109.1.50:7998  10.109.1.201:51234\n0      0      10.109.1.11:7999  10.109.1.201:40000\n";
+    },
+  });
+  assert.deepEqual(await driver.connections("10.109.1.50"), {
+    connections: [{ local: { ip: "10.109.1.50", port: 7998 }, remote: { ip: "10.109.1.201", port: 51234 } }],
+    omittedCount: 0,
+  });
+  assert.deepEqual(asked, ["ss -tnH state established src 10.109.1.50"]);
+  assert.deepEqual(await new LoopbackVipDriver().connections(), { connections: [], omittedCount: 0 });
+});
+
+test("the Linux driver tickles with the program it is given, and says so when not every packet went", async () => {
+  const connection = { local: { ip: "10.7.1.50", port: 2049 }, remote: { ip: "10.7.1.201", port: 800 } };
+  const asked: string[] = [];
+  let report = "sent 3 of 3\n";
+  const driver = new LinuxVipDriver({
+    run: async (argv) => {
+      asked.push(argv.join(" "));
+      return report;
+    },
+    tickleProgram: async () => "/cache/tickle-ack-0123",
+  });
+  await driver.tickle("10.7.1.50", []);
+  assert.deepEqual(asked, [], "nothing to tickle runs nothing");
+  await driver.tickle("10.7.1.50", [connection]);
+  assert.deepEqual(asked, ["/cache/tickle-ack-0123 3 10.7.1.50:2049 10.7.1.201:800"]);
+  report = "sent 2 of 3\n";
+  await assert.rejects(driver.tickle("10.7.1.50", [connection]), /tickle ACKs from 10.7.1.50: sent 2 of 3/);
+});
