@@ -43,6 +43,7 @@ export const clusterKeys = {
   vserver: (vserverId: string) => `${VSERVERS_PREFIX}${vserverId}`,
   placement: (vserverId: string) => `${PLACEMENTS_PREFIX}${vserverId}`,
   running: (vserverId: string) => `${RUNNING_PREFIX}${vserverId}`,
+  connections: (vserverId: string) => `${ROOT}connections/${vserverId}`,
   holder: (vserverId: string) => `${HOLDERS_PREFIX}${vserverId}`,
   migration: (vserverId: string) => `${MIGRATIONS_PREFIX}${vserverId}`,
   vipClaim: (vip: string) => `${ROOT}claims/vip/${vip}`,
@@ -174,6 +175,19 @@ export const endpointSchema = z.object({
   mountPort: port,
   url: z.string().max(1024),
 });
+
+const endpointAddress = z.object({ ip: z.string().max(64), port });
+
+/**
+ * cluster/connections/<vserverId>: its clients' TCP connections, as its VIPs' holder last saw them.
+ * Outside any lease, so the VIPs' next holder can tickle them even after the holder crashed.
+ */
+export const connectionsRecordSchema = z.object({
+  nodeId: id,
+  atMs: count,
+  connections: z.array(z.object({ local: endpointAddress, remote: endpointAddress })).max(1024),
+});
+export type ConnectionsRecord = z.infer<typeof connectionsRecordSchema>;
 
 export const runningRecordSchema = z.object({
   nodeId: id,

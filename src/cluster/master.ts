@@ -26,7 +26,7 @@ import { drainMoveKind, type LiveMoveWish, memoryPressureMoves } from "./live-mo
 import { termCompare } from "./master-election.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
 import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
-import { ReachMemory, vserverRequires } from "./reach.ts";
+import { defaultGraceMs, ReachMemory, vserverRequires } from "./reach.ts";
 
 export interface MasterOptions {
   readonly store: CoordinationStore;
@@ -86,7 +86,7 @@ export class Master implements AsyncDisposable {
     this.options = options;
     this.policy = options.policy ?? PLANNER_POLICY_DEFAULT;
     this.nodeStartedAtMs = options.nodeStartedAtMs ?? Date.now();
-    this.reach = new ReachMemory(options.reachLossGraceMs);
+    this.reach = new ReachMemory(options.reachLossGraceMs ?? defaultGraceMs);
     this.log = options.logger.child({ component: "master", term: options.term });
   }
 

@@ -76,6 +76,10 @@ export interface NodeAgentOptions {
   readonly vips?: {
     hold(vserverId: string, vips: readonly string[]): Promise<void>;
     release(vips: readonly string[]): Promise<void>;
+    /** Whether clients can reach these VIPs here (a good port on each one's subnet). */
+    reachable(vips: readonly string[]): boolean;
+    /** Whether this node has lost its path to some storage server (a flush could not finish). */
+    storageCut(): boolean;
   };
 }
 
@@ -104,6 +108,8 @@ interface Served {
 }
 
 const BIND_RETRY_MS_DEFAULT = 250;
+/** How long a stop waits for clients to close their connections when they cannot reach this node. */
+const UNREACHABLE_CLOSE_MS = 200;
 const STALL_MAX_MS_DEFAULT = 30_000;
 const RETRY_MS_MIN = 500;
 const RETRY_MS_MAX = 10_000;
@@ -652,13 +658,21 @@ export class NodeAgent implements AsyncDisposable {
     const startedAt = performance.now();
     let clean = false;
     try {
-      if (served.fenced || this.options.lease() === undefined) {
-        // Not ours to write any more: drop everything unflushed.
+      const storageCut = this.options.vips?.storageCut() ?? false;
+      if (served.fenced || this.options.lease() === undefined || storageCut) {
+        // Not ours to write any more, or nowhere to write it: drop everything unflushed. What a
+        // client was told is stable (FILE_SYNC, COMMIT, a namespace change) is on the storage
+        // servers already; an UNSTABLE write not yet committed is sent again by its client when it
+        // sees the next owner's write verifier.
+        if (storageCut) log.warn("this node cannot reach every storage server: stopping without flushing");
         await served.runtime?.abort();
         await Promise.allSettled(served.devices.map((d) => d.abandon()));
       } else {
         // Listeners closed, calls in flight finished, committed, unmounted: then the devices flushed.
-        await served.runtime?.stop();
+        // Clients that cannot reach this node cannot close their connections either: waiting for
+        // them only delays the next owner.
+        const reachable = this.options.vips?.reachable(served.spec.vips) ?? true;
+        await served.runtime?.stop(reachable ? undefined : UNREACHABLE_CLOSE_MS);
         const closed = await Promise.allSettled(served.devices.map((d) => d.close()));
         clean = closed.every((c) => c.status === "fulfilled");
       }

@@ -19,7 +19,14 @@ import { ServerRegistry } from "../storage/server-registry.ts";
 import { StorageServer } from "../storage/storage-server.ts";
 import type { CoordinationStore } from "../store/index.ts";
 import { assert } from "../util/assert.ts";
-import type { NodeRecord } from "./catalog.ts";
+import {
+  type ConnectionsRecord,
+  clusterKeys,
+  connectionsRecordSchema,
+  decodeRecord,
+  encodeRecord,
+  type NodeRecord,
+} from "./catalog.ts";
 import { Master } from "./master.ts";
 import { MasterElection } from "./master-election.ts";
 import type { NodeRole, PlannerPolicy } from "./model.ts";
@@ -146,6 +153,17 @@ export class NodeRuntime implements AsyncDisposable {
         registry.servers().map((r) => ({ serverId: r.serverId, host: r.host, port: r.port })),
       logger: this.log,
       onChange: () => this.membership?.publish(),
+      connections: {
+        publish: async (vserverId, connections) => {
+          const record: ConnectionsRecord = { nodeId, atMs: Date.now(), connections: [...connections] };
+          await store.put(clusterKeys.connections(vserverId), encodeRecord(connectionsRecordSchema, record));
+        },
+        previous: async (vserverId) => {
+          const key = clusterKeys.connections(vserverId);
+          const kv = await store.get(key);
+          return kv === undefined ? [] : decodeRecord(connectionsRecordSchema, key, kv.value).connections;
+        },
+      },
     });
     this.membership = await NodeMembership.join({
       store,

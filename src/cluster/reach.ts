@@ -62,8 +62,18 @@ function subnetOfSafe(vip: string, subnets: readonly string[]): string | undefin
   }
 }
 
-/** How long a node must have lacked a label before the planner counts it lacking (see ReachMemory). */
+/**
+ * How long a node must have lacked a label before the planner counts it lacking (see ReachMemory): a
+ * storage server's reach comes from probes, which a busy moment can fail; a subnet's from the kernel's
+ * link state, which does not flap by itself, so its grace only covers nodes publishing out of step.
+ */
 export const REACH_LOSS_GRACE_MS_DEFAULT = 3000;
+export const SUBNET_LOSS_GRACE_MS_DEFAULT = 1000;
+
+/** The default grace of one label. */
+export function defaultGraceMs(label: string): number {
+  return label.startsWith(SUBNET_LABEL) ? SUBNET_LOSS_GRACE_MS_DEFAULT : REACH_LOSS_GRACE_MS_DEFAULT;
+}
 
 /**
  * Smooths each node's published reach over time: a label some live node reaches counts as reached by
@@ -73,12 +83,12 @@ export const REACH_LOSS_GRACE_MS_DEFAULT = 3000;
  * rest would look cut off and have its vservers moved for nothing.
  */
 export class ReachMemory {
-  private readonly graceMs: number;
+  private readonly graceMs: (label: string) => number;
   /** Per node: since when each label it does not publish has been missing there. */
   private readonly missingSince = new Map<string, Map<string, number>>();
 
-  constructor(graceMs = REACH_LOSS_GRACE_MS_DEFAULT) {
-    this.graceMs = graceMs;
+  constructor(graceMs: number | ((label: string) => number) = defaultGraceMs) {
+    this.graceMs = typeof graceMs === "number" ? () => graceMs : graceMs;
   }
 
   /**
@@ -99,7 +109,7 @@ export class ReachMemory {
       if (have.has(label)) continue;
       const from = since.get(label) ?? nowMs;
       since.set(label, from);
-      if (nowMs - from < this.graceMs) graced.push(label);
+      if (nowMs - from < this.graceMs(label)) graced.push(label);
     }
     this.missingSince.set(nodeId, since);
     return [...published, ...graced];

@@ -326,6 +326,17 @@ export function upCommands(topology: LabTopology): Argv[] {
     commands.push(["ip", "-n", node.namespace, "link", "set", "lo", "up"]);
     // A node may route between the client subnets (clients reach the other subnet through node 1).
     commands.push(["ip", "netns", "exec", node.namespace, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // A node with two ports on one subnet has two routes to it: one whose port lost its link must
+    // not be used (the kernel's default still may), or replies leave by the dead port.
+    commands.push([
+      "ip",
+      "netns",
+      "exec",
+      node.namespace,
+      "sysctl",
+      "-qw",
+      "net.ipv4.conf.all.ignore_routes_with_linkdown=1",
+    ]);
     for (const port of node.ports) commands.push(...cableCommands(topology, node.namespace, port));
   }
   for (const client of topology.clients) {

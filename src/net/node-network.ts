@@ -9,10 +9,12 @@
  * storage servers it reaches.
  */
 import type { Logger } from "pino";
+import { subnetOf } from "./cidr.ts";
 import type { PortState, VipPlacement } from "./model.ts";
 import { planPortFailover } from "./port-failover.ts";
 import { type PortConfig, PortMonitor, type PortReader } from "./port-monitor.ts";
 import { type Prober, type ProbeTarget, StorageReach } from "./storage-reach.ts";
+import type { TcpConnection } from "./tcp-connections.ts";
 import type { VipDriver } from "./vip-driver.ts";
 
 export interface NodeNetworkOptions {
@@ -27,7 +29,18 @@ export interface NodeNetworkOptions {
   readonly probe?: Prober;
   /** Called after a tick changed what the node reaches, so health is published at once. */
   readonly onChange?: () => void;
+  /**
+   * Where a vserver's client connections are kept (in the store, outside any lease, so they outlive
+   * a crash of the node that held them): written when they change, read by the VIPs' next holder.
+   */
+  readonly connections?: {
+    publish(vserverId: string, connections: readonly TcpConnection[]): Promise<void>;
+    previous(vserverId: string): Promise<readonly TcpConnection[]>;
+  };
 }
+
+/** Connections kept per vserver: enough for its clients, bounded for the store's record. */
+export const VSERVER_CONNECTIONS_MAX = 1024;
 
 export const NETWORK_TICK_MS_DEFAULT = 500;
 
@@ -41,6 +54,8 @@ export class NodeNetwork implements AsyncDisposable {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private lastReach = "";
+  /** Per vserver held here: its connections as last published (a stable text, to publish on change). */
+  private readonly published = new Map<string, string>();
   /** VIP moves between ports done, for tests and status. */
   readonly counters = { portMoves: 0 };
 
@@ -90,11 +105,75 @@ export class NodeNetwork implements AsyncDisposable {
     }));
   }
 
+  /** Whether every one of `vips` has a good port of its subnet here (always, with no ports managed). */
+  reachable(vips: readonly string[]): boolean {
+    if (!this.managesPorts) return true;
+    const ports = this.monitor.current();
+    const subnets = [...new Set(ports.flatMap((p) => (p.subnet === null ? [] : [p.subnet])))];
+    return vips.every((vip) => {
+      const own = subnetOf(vip, subnets);
+      return own === undefined || ports.some((p) => p.up && p.subnet === own);
+    });
+  }
+
+  /** Whether some registered storage server does not answer this node's probes. */
+  storageCut(): boolean {
+    const ids = this.options.storageServers().map((s) => s.serverId);
+    return this.storage.reached(ids).length < ids.length;
+  }
+
   /** Puts a vserver's VIPs on ports (before its listeners bind to them). */
   async hold(vserverId: string, vips: readonly string[]): Promise<void> {
     if (!this.managesPorts) return;
     for (const vip of vips) if (!this.held.has(vip)) this.held.set(vip, { vserverId, port: null });
     await this.place(vips);
+    await this.tickle(vserverId, vips).catch((error: unknown) =>
+      this.log.warn({ err: error, vserverId }, "could not tickle the clients of the previous holder"),
+    );
+  }
+
+  /**
+   * Resets the connections clients had to these VIPs on their previous holder: each client answers a
+   * tickle ACK with its real sequence numbers, this node's kernel (which has no such connection)
+   * answers that with a RST, and the client reconnects at once instead of after its backed-off
+   * retransmission timer.
+   */
+  private async tickle(vserverId: string, vips: readonly string[]): Promise<void> {
+    const previous = (await this.options.connections?.previous(vserverId)) ?? [];
+    if (previous.length === 0) return;
+    const startedAt = performance.now();
+    for (const vip of vips) {
+      const mine = previous.filter((c) => c.local.ip === vip);
+      await this.options.driver.tickle(vip, mine);
+    }
+    this.log.info(
+      { vserverId, connections: previous.length, ms: Math.round(performance.now() - startedAt) },
+      "tickled the previous holder's clients",
+    );
+  }
+
+  /** Publishes each held vserver's connections when they changed. */
+  private async publishConnections(): Promise<void> {
+    const sink = this.options.connections;
+    if (sink === undefined) return;
+    const byVserver = new Map<string, TcpConnection[]>();
+    for (const [vip, at] of this.held) {
+      const tracked = await this.options.driver.connections(vip);
+      const list = byVserver.get(at.vserverId) ?? [];
+      list.push(...tracked.connections);
+      byVserver.set(at.vserverId, list);
+    }
+    for (const [vserverId, all] of byVserver) {
+      const connections = all.slice(0, VSERVER_CONNECTIONS_MAX);
+      const text = connections
+        .map((c) => `${c.local.ip}:${c.local.port}-${c.remote.ip}:${c.remote.port}`)
+        .sort()
+        .join();
+      if (this.published.get(vserverId) === text) continue;
+      await sink.publish(vserverId, connections);
+      this.published.set(vserverId, text);
+    }
+    for (const id of [...this.published.keys()]) if (!byVserver.has(id)) this.published.delete(id);
   }
 
   /** Takes a vserver's VIPs off this node (after its listeners closed). */
@@ -134,8 +213,12 @@ export class NodeNetwork implements AsyncDisposable {
 
   private async tick(): Promise<void> {
     await Promise.all([this.monitor.sample(), this.storage.probeAll(this.options.storageServers())]);
-    if (this.managesPorts)
+    if (this.managesPorts) {
       await this.place().catch((error: unknown) => this.log.error({ err: error }, "could not place VIPs"));
+      await this.publishConnections().catch((error: unknown) =>
+        this.log.warn({ err: error }, "could not publish the VIPs' connections"),
+      );
+    }
     const reach = this.reaches().join();
     if (reach !== this.lastReach) {
       if (this.lastReach !== "") this.log.warn({ reaches: this.reaches() }, "what this node reaches changed");

@@ -129,10 +129,10 @@ export class RpcServer implements AsyncDisposable {
 
   /**
    * Stops accepting, lets the calls in flight finish and their replies go out, then closes every
-   * connection; after closeTimeoutMs the connections still open are cut.
+   * connection; after closeTimeoutMs (or `timeoutMs`) the connections still open are cut.
    */
-  close(): Promise<void> {
-    this.closing ??= this.closeNow();
+  close(timeoutMs = this.closeTimeoutMs): Promise<void> {
+    this.closing ??= this.closeNow(timeoutMs);
     return this.closing;
   }
 
@@ -161,7 +161,7 @@ export class RpcServer implements AsyncDisposable {
     await this.close();
   }
 
-  private async closeNow(): Promise<void> {
+  private async closeNow(timeoutMs: number): Promise<void> {
     if (!this.listening) return;
     const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const open = [...this.connections];
@@ -169,7 +169,7 @@ export class RpcServer implements AsyncDisposable {
     const allClosed = Promise.all(open.map((connection) => connection.closed));
     let timedOut = false;
     await new Promise<void>((resolve) => {
-      const timer = afterDelay(this.clock, this.closeTimeoutMs, () => {
+      const timer = afterDelay(this.clock, timeoutMs, () => {
         timedOut = true;
         resolve();
       });

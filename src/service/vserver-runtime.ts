@@ -257,9 +257,12 @@ export class VserverRuntime implements AsyncDisposable {
     return this.finish((server) => server.abort(), "vserver handed off after a live move");
   }
 
-  /** Stops answering, lets calls in flight finish, commits and unmounts. */
-  stop(): Promise<void> {
-    return this.finish((server) => server.close(), "vserver stopped");
+  /**
+   * Stops answering, lets calls in flight finish, commits and unmounts. `closeTimeoutMs` bounds the
+   * wait for clients to close their connections (shorter when they cannot reach this node anyway).
+   */
+  stop(closeTimeoutMs?: number): Promise<void> {
+    return this.finish((server) => server.close(closeTimeoutMs), "vserver stopped");
   }
 
   /** Drops new and held calls, ends the servers as `end` does, unmounts, frees the state's pages. */

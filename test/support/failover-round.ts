@@ -108,7 +108,7 @@ export async function writerRound(
     ...inNamespace(["verify", options.url, options.file, String(summary.acked), String(options.blockBytes)]),
     { timeoutMs: 120_000 },
   );
-  const verified = verifySummarySchema.parse(lastJsonLine(verify.stdout));
+  const verified = verifySummarySchema.parse(lastJsonLine(`${verify.stdout}\n${verify.stderr}`));
   await after?.();
   return {
     killed,
