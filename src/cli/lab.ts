@@ -187,6 +187,8 @@ interface UpOptions extends TagOptions {
   readonly nodes: number;
   readonly clients: number;
   readonly octet: number | undefined;
+  readonly dualPorts: boolean;
+  readonly hostLinks: boolean;
 }
 
 /** Adds `lab up|down|status|fault`. */
@@ -216,11 +218,24 @@ export function registerLab(program: Command, output: Output = processOutput): v
       "second octet of the lab's addresses (default: from the tag)",
       wholeNumber(0, 255, "an octet"),
     )
+    .option("--dual-ports", "a second port per node on each client subnet (eth2 on A, eth3 on B)", false)
+    .option(
+      "--host-links",
+      "link this host in: a cluster network (node port clu0, this host 10.x.8.254) and the storage network (10.x.9.254)",
+      false,
+    )
     .addHelpText("after", `${LAYOUT_HELP}\n\nExample:\n  flotilla lab up --tag t1 --nodes 4 --clients 2`)
     .action((options: UpOptions) =>
       runLab("up", output, async () => {
-        const { tag, nodes, clients, octet } = options;
-        const made = await NetworkLab.up({ tag, nodes, clients, ...(octet === undefined ? {} : { octet }) });
+        const { tag, nodes, clients, octet, dualPorts, hostLinks } = options;
+        const made = await NetworkLab.up({
+          tag,
+          nodes,
+          clients,
+          dualPorts,
+          hostLinks,
+          ...(octet === undefined ? {} : { octet }),
+        });
         for (const line of formatTopology(made.topology)) output.line(line);
         return 0;
       }),

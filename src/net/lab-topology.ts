@@ -159,6 +159,15 @@ export function labOctet(tag: string): number {
   return OCTET_HASHED_MIN + (hash % OCTET_HASHED_COUNT);
 }
 
+function hostLinkName(tag: string, network: "cluster" | "storage"): string {
+  return `${labNamespacePrefix(tag)}h${network === "cluster" ? "c" : "s"}`;
+}
+
+/** The host's ends of a lab's host links (present only with `hostLinks`). */
+export function labHostLinkNames(tag: string): string[] {
+  return [hostLinkName(tag, "cluster"), hostLinkName(tag, "storage")];
+}
+
 export function labNamespacePrefix(tag: string): string {
   return `fl${tag}`;
 }
@@ -231,7 +240,7 @@ export function labTopology(config: LabConfig): LabTopology {
   const hostLinks: LabHostLink[] = parsed.data.hostLinks
     ? (["cluster", "storage"] as const).map((network) => ({
         network,
-        name: `${prefix}h${network === "cluster" ? "c" : "s"}`,
+        name: hostLinkName(tag, network),
         address: networkAddress(network, HOST_LINK_HOST),
         bridgePort: `host${network === "cluster" ? "C" : "S"}`,
       }))

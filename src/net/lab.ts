@@ -11,6 +11,7 @@ import {
   type Argv,
   type LabConfig,
   type LabTopology,
+  labHostLinkNames,
   labNamespaces,
   labShapeIn,
   labTopology,
@@ -169,6 +170,10 @@ export class NetworkLab {
   /** Removes every namespace of the lab tagged `tag`; returns their names (none: nothing to do). */
   static async down(tag: string): Promise<string[]> {
     const commands = teardownCommands(tag, await listNamespaces());
+    // A host link goes with its peer in the switch namespace, but the kernel frees a deleted
+    // namespace's devices later: delete this host's ends now, so an `up` right after finds no name taken.
+    for (const name of labHostLinkNames(tag))
+      await runLabCommand(["ip", "link", "del", name]).catch(() => undefined);
     await runAll(commands);
     return commands.map((argv) => argv[argv.length - 1]!);
   }

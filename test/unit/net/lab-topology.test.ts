@@ -142,3 +142,44 @@ test("a lab's shape is read back from the namespaces there are", () => {
   });
   assert.equal(labShapeIn("lab", ["fllabn1"]), undefined, "no switch: no lab");
 });
+
+test("dual ports and host links add second client ports, a cluster network and this host's links", () => {
+  const topology = labTopology({
+    tag: "lab",
+    nodes: 2,
+    clients: 0,
+    octet: 7,
+    dualPorts: true,
+    hostLinks: true,
+  });
+  const n2 = topology.nodes[1]!;
+  assert.deepEqual(
+    n2.ports.map((p) => `${p.name} ${p.network} ${p.address}`),
+    [
+      "eth0 A 10.7.1.12",
+      "eth1 B 10.7.2.12",
+      "stor0 storage 10.7.9.12",
+      "eth2 A 10.7.1.32",
+      "eth3 B 10.7.2.32",
+      "clu0 cluster 10.7.8.12",
+    ],
+  );
+  assert.deepEqual(
+    topology.hostLinks.map((l) => `${l.name} ${l.network} ${l.address}`),
+    ["fllabhc cluster 10.7.8.254", "fllabhs storage 10.7.9.254"],
+  );
+  const commands = upCommands(topology).map((argv) => argv.join(" "));
+  assert.ok(commands.includes("ip link add fllabhc type veth peer name hostC netns fllabsw"));
+  assert.ok(commands.includes("ip -n fllabsw link set hostC master brC"));
+  assert.ok(commands.includes("ip addr add 10.7.8.254/24 dev fllabhc"));
+  assert.ok(
+    commands.includes("ip netns exec fllabn1 sysctl -qw net.ipv4.conf.all.ignore_routes_with_linkdown=1"),
+    "a port without link is not used for replies",
+  );
+  const plain = labTopology({ tag: "lab", nodes: 1, clients: 0 });
+  assert.deepEqual(plain.hostLinks, []);
+  assert.deepEqual(
+    plain.nodes[0]!.ports.map((p) => p.name),
+    ["eth0", "eth1", "stor0"],
+  );
+});
