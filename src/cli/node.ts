@@ -105,6 +105,8 @@ export const nodeConfigSchema = z
     network: z
       .object({
         driver: z.enum(["loopback", "linux"]).default("loopback"),
+        /** Tickle ACKs to the previous holder's clients when VIPs arrive (needs gcc once, to build). */
+        tickle: z.boolean().default(true),
         ports: z
           .array(
             z
@@ -125,7 +127,7 @@ export const nodeConfigSchema = z
         message:
           'network: the linux driver needs at least one port with a subnet, e.g. {"name":"eth0","subnet":"10.7.1.0/24"}',
       })
-      .default({ driver: "loopback", ports: [] }),
+      .default({ driver: "loopback", tickle: true, ports: [] }),
     /** The admin API on this node (any node can answer it: it works on the shared store). */
     admin: z
       .object({
@@ -260,7 +262,8 @@ export function registerNode(program: Command, output: Output = processOutput): 
         "                  on a good port of their subnet (ip addr add + gratuitous ARP) and move to another",
         "                  port of that subnet when theirs goes down; a node with no good port on a VIP's",
         "                  subnet, or that cannot reach a storage server of its volumes, gives its vservers up",
-        "                  to a node that can (needs root, iproute2 and arping)",
+        '                  to a node that can (needs root, iproute2 and arping); "tickle": false leaves',
+        "                  out the tickle ACKs that make clients of a moved VIP reconnect at once (built with gcc)",
         "",
         "SIGINT or SIGTERM: the node's vservers are committed and unmounted, then it leaves; the master",
         "moves them to other nodes. Logs go to stderr as JSON lines.",

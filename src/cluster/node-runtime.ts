@@ -70,7 +70,12 @@ export interface NodeRuntimeOptions {
    * The node's network: "loopback" (default: VIPs in 127.0.0.0/8, no ports) or "linux" (VIPs on the
    * listed physical ports, announced by gratuitous ARP; each port's client subnet, or null).
    */
-  readonly network?: { readonly driver: "loopback" | "linux"; readonly ports: readonly PortConfig[] };
+  readonly network?: {
+    readonly driver: "loopback" | "linux";
+    readonly ports: readonly PortConfig[];
+    /** Tickle the previous holder's clients when VIPs arrive (default true). */
+    readonly tickle?: boolean;
+  };
   /** The storage balancer this node runs while it is master (default: automatic, default policy). */
   readonly storageBalance?: BalancePolicy & { readonly auto: boolean; readonly intervalMs: number };
   readonly logger: Logger;
@@ -149,6 +154,7 @@ export class NodeRuntime implements AsyncDisposable {
       driver:
         network.driver === "linux" ? new LinuxVipDriver({ run: commandRunner() }) : new LoopbackVipDriver(),
       ports: network.driver === "linux" ? network.ports : [],
+      tickle: network.tickle ?? true,
       storageServers: () =>
         registry.servers().map((r) => ({ serverId: r.serverId, host: r.host, port: r.port })),
       logger: this.log,

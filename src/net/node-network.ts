@@ -29,6 +29,8 @@ export interface NodeNetworkOptions {
   readonly probe?: Prober;
   /** Called after a tick changed what the node reaches, so health is published at once. */
   readonly onChange?: () => void;
+  /** Tickle the previous holder's clients when VIPs arrive (default true). */
+  readonly tickle?: boolean;
   /**
    * Where a vserver's client connections are kept (in the store, outside any lease, so they outlive
    * a crash of the node that held them): written when they change, read by the VIPs' next holder.
@@ -139,6 +141,7 @@ export class NodeNetwork implements AsyncDisposable {
    * retransmission timer.
    */
   private async tickle(vserverId: string, vips: readonly string[]): Promise<void> {
+    if (this.options.tickle === false) return;
     const previous = (await this.options.connections?.previous(vserverId)) ?? [];
     if (previous.length === 0) return;
     const startedAt = performance.now();

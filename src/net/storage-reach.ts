@@ -16,12 +16,17 @@ export type Prober = (target: ProbeTarget, timeoutMs: number) => Promise<boolean
 export const tcpProber: Prober = (target, timeoutMs) =>
   new Promise((resolve) => {
     const socket = connect({ host: target.host, port: target.port });
+    let settled = false;
     const done = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       socket.destroy();
       resolve(ok);
     };
-    const timer = setTimeout(() => done(false), timeoutMs);
+    // A timer and a finished connect can both be due after the event loop was busy for a while;
+    // timers run first, so the verdict waits one turn for the connect's callback to have its say.
+    const timer = setTimeout(() => setImmediate(() => done(false)), timeoutMs);
     socket.once("connect", () => done(true));
     socket.once("error", () => done(false));
   });

@@ -14,22 +14,15 @@
  * Every acknowledged block reads back after each.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { labPrerequisiteProblem, NetworkLab } from "../../src/net/lab.ts";
-import type { LabTopology } from "../../src/net/lab-topology.ts";
+import { labPrerequisiteProblem } from "../../src/net/lab.ts";
 import { etcdSkipReason } from "../support/etcd-process.ts";
 import { writerRound } from "../support/failover-round.ts";
-import { ProcessCluster } from "../support/process-cluster.ts";
+import { LAB_VSERVER, LabCluster } from "../support/lab-cluster.ts";
 import { until } from "../support/until.ts";
-import { buildLibnfsProgram, onPath } from "./tools.ts";
+import { onPath } from "./tools.ts";
 
 const TAG = `f${(process.pid % 10_000).toString(36)}`;
-const NODES = ["n1", "n2", "n3"];
-const NFS_PORT = 2049;
-const PORTS = { nfs: NFS_PORT, mount: 20_048 };
 
 function skipReason(): string | undefined {
   const problem =
@@ -41,98 +34,43 @@ function skipReason(): string | undefined {
   return problem;
 }
 
-let lab: NetworkLab;
-let cluster: ProcessCluster;
-let root: string;
-let writer: string;
-let vips: string[];
-let url: string;
-
-function topology(): LabTopology {
-  return lab.topology;
-}
-
-function nodeConfig(nodeId: string): Record<string, unknown> {
-  const node = topology().nodes.find((n) => n.id === nodeId)!;
-  const subnetOf = (network: string): string | null =>
-    network === "A" || network === "B" ? topology().networks[network].cidr : null;
-  return {
-    network: {
-      driver: "linux",
-      ports: node.ports
-        .filter((p) => p.network === "A" || p.network === "B")
-        .map((p) => ({ name: p.name, subnet: subnetOf(p.network) })),
-    },
-    liveMove: { host: node.ports.find((p) => p.name === "clu0")!.address },
-  };
-}
-
-/** Which port of its node each VIP is on, as the node publishes it. */
-async function vipPortsOf(nodeId: string): Promise<Map<string, string | null>> {
-  const record = (await cluster.snapshot()).nodes.get(nodeId);
-  return new Map((record?.vipPorts ?? []).map((v) => [v.vip, v.port]));
-}
+let net: LabCluster;
 
 describe("network faults on a cluster of processes in a lab", {
   skip: skipReason(),
   timeout: 600_000,
 }, () => {
   before(async () => {
-    root = await mkdtemp(join(tmpdir(), "flotilla-net-e2e-"));
-    writer = await buildLibnfsProgram(root, "failover-writer");
-    lab = await NetworkLab.up({ tag: TAG, nodes: 3, clients: 1, dualPorts: true, hostLinks: true });
-    const host = (network: "cluster" | "storage") =>
-      topology().hostLinks.find((l) => l.network === network)!.address;
-    cluster = await ProcessCluster.start({
-      root,
-      nodes: NODES,
-      storageServers: ["s1", "s2"],
-      leaseTtlMs: 1000,
-      lab: {
-        etcdHost: host("cluster"),
-        storageHost: host("storage"),
-        namespaceOf: (nodeId) => topology().nodes.find((n) => n.id === nodeId)!.namespace,
-        nodeConfig,
-      },
-    });
-    vips = topology().vipPools.A.addresses.slice(0, 2);
-    url = `nfs://${vips[0]}/?version=3&nfsport=${PORTS.nfs}&mountport=${PORTS.mount}`;
-    await cluster.createVserver("net", vips, PORTS, 64 * 1024 * 1024, [
-      `${topology().networks.A.cidr}(rw,no_root_squash)`,
-    ]);
+    net = await LabCluster.start({ tag: TAG });
   });
 
   after(async () => {
-    await cluster?.close();
-    await NetworkLab.down(TAG);
-    if (root !== undefined) await rm(root, { recursive: true, force: true });
+    await net?.close();
   });
 
-  const client = () => topology().clients[0]!.namespace;
-
   test("a port down with a good port left on its subnet: the VIPs move to it, the vserver stays", async (t) => {
-    const on = await cluster.servedBy("net");
-    await until("the VIPs on ports", async () => ((await vipPortsOf(on)).size === 2 ? true : undefined));
-    const before = await vipPortsOf(on);
-    const port = before.get(vips[0]!)!;
+    const on = await net.cluster.servedBy(LAB_VSERVER);
+    await until("the VIPs on ports", async () => ((await net.vipPortsOf(on)).size === 2 ? true : undefined));
+    const before = await net.vipPortsOf(on);
+    const port = before.get(net.vips[0]!)!;
     assert.ok(port === "eth0" || port === "eth2", `on a subnet-A port: ${port}`);
     const other = port === "eth0" ? "eth2" : "eth0";
     const round = await writerRound(
-      cluster,
+      net.cluster,
       {
-        writer,
-        vserverId: "net",
-        url,
+        writer: net.writer,
+        vserverId: LAB_VSERVER,
+        url: net.url,
         file: "/port",
         seconds: 6,
         killAfterMs: 2000,
         blockBytes: 65536,
-        namespace: client(),
+        namespace: net.client,
       },
       async (from) => {
-        await lab.fault({ kind: "port-down", node: from, port });
+        await net.lab.fault({ kind: "port-down", node: from, port });
         await until("the VIP on the other port", async () =>
-          (await vipPortsOf(from)).get(vips[0]!) === other ? true : undefined,
+          (await net.vipPortsOf(from)).get(net.vips[0]!) === other ? true : undefined,
         );
         return { takenOverBy: from };
       },
@@ -140,12 +78,12 @@ describe("network faults on a cluster of processes in a lab", {
     t.diagnostic(
       `port ${port} down on ${on}: VIPs moved to ${other}; client's longest gap ${Math.round(round.stallMs)} ms, ${round.acked} blocks verified`,
     );
-    assert.equal(await cluster.servedBy("net"), on, "the vserver did not move");
+    assert.equal(await net.cluster.servedBy(LAB_VSERVER), on, "the vserver did not move");
     assert.equal(round.verified, round.acked, `blocks lost or damaged: ${round.badBlocks.join(", ")}`);
     assert.ok(round.acked > 20);
     // Generous for a loaded CI machine; the goal (0.5 s) is bench:net's.
     assert.ok(round.stallMs < 5000, `the client stalled ${round.stallMs} ms:\n${round.writerOutput}`);
-    await lab.fault({ kind: "heal" });
+    await net.lab.fault({ kind: "heal" });
   });
 
   /** A fault on the serving node under the writer; the vserver must end up on another node. */
@@ -155,39 +93,39 @@ describe("network faults on a cluster of processes in a lab", {
     file: string,
     fault: (node: string) => Promise<void>,
   ): Promise<void> {
-    const on = await cluster.servedBy("net");
+    const on = await net.cluster.servedBy(LAB_VSERVER);
     const round = await writerRound(
-      cluster,
+      net.cluster,
       {
-        writer,
-        vserverId: "net",
-        url,
+        writer: net.writer,
+        vserverId: LAB_VSERVER,
+        url: net.url,
         file,
         seconds: 20,
         killAfterMs: 2000,
         blockBytes: 65536,
-        namespace: client(),
+        namespace: net.client,
       },
       async (from) => {
         await fault(from);
-        return { takenOverBy: await cluster.servedBy("net", from, 90_000) };
+        return { takenOverBy: await net.cluster.servedBy(LAB_VSERVER, from, 90_000) };
       },
     );
     t.diagnostic(
       `${what} on ${on}: vserver moved to ${round.takenOverBy}; client's longest gap ${Math.round(round.stallMs)} ms, ${round.acked} blocks verified`,
     );
     assert.notEqual(round.takenOverBy, on);
-    assert.equal((await cluster.snapshot()).placements.get("net")?.record.node, round.takenOverBy);
+    assert.equal((await net.cluster.snapshot()).placements.get(LAB_VSERVER)?.record.node, round.takenOverBy);
     assert.equal(round.verified, round.acked, `blocks lost or damaged: ${round.badBlocks.join(", ")}`);
-    await lab.fault({ kind: "heal" });
+    await net.lab.fault({ kind: "heal" });
   }
 
   test("both ports on the VIPs' subnet down: the vserver moves to a node that reaches the subnet", (t) =>
     moveRound(t, "eth0 and eth2 down", "/subnet-ports", async (node) => {
-      await lab.fault({ kind: "port-down", node, port: "eth0" });
-      await lab.fault({ kind: "port-down", node, port: "eth2" });
+      await net.lab.fault({ kind: "port-down", node, port: "eth0" });
+      await net.lab.fault({ kind: "port-down", node, port: "eth2" });
     }));
 
   test("a storage cut: the vserver moves to a node that reaches the storage servers", (t) =>
-    moveRound(t, "storage cut", "/storage", (node) => lab.fault({ kind: "storage-cut", node })));
+    moveRound(t, "storage cut", "/storage", (node) => net.lab.fault({ kind: "storage-cut", node })));
 });
