@@ -1,17 +1,21 @@
 /**
  * Moves one chunk from server A to server B while its volume is in use:
  *
- *   1. record an intent (resumable), add B to the chunk's route as "filling", and wait until every
- *      filer has acknowledged that routing: from then on every client write also goes to B;
+ *   1. record an intent (resumable), make the chunk on B and begin filling it, add B to the chunk's
+ *      route as "filling", and wait until every filer has acknowledged that routing: from then on
+ *      every client write also goes to B;
  *   2. B copies the chunk from A range by range; B skips blocks a client write touched since the
  *      copy began, so a copier's old read can never land over a newer write (the copy/mirror race);
- *   3. compare checksums of A and B, recopy what differs; end filling (B syncs the chunk);
+ *   3. compare checksums of A and B until each block has been seen equal once, recopying blocks
+ *      never seen equal; end filling (B syncs the chunk) and compare again;
  *   4. switch (B active, A dropped from the route) atomically with "no mirrored write to B failed"
  *      and wait for every filer's acknowledgement; only then delete A's copy.
  *
  * A mirrored write that fails on B restarts the copy (the filer records a mirror fault; the switch
- * refuses to happen while one is recorded). A crash of the mover leaves the intent and its checkpoint;
- * `resumeAll` continues from the checkpoint, and the verification step catches anything lost.
+ * refuses to happen while one is recorded), and so does a server of the copy that cannot be reached,
+ * for as long as a restarting server takes to come back (copy-restarts.ts). A crash of the mover
+ * leaves the intent and its checkpoint; `resumeAll` continues from the checkpoint, and the
+ * verification step catches anything lost.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Logger, pino } from "pino";
@@ -27,9 +31,12 @@ import {
   keys,
   MOVES_PREFIX,
   type MoveIntent,
+  mirrorFaultSchema,
   moveIntentSchema,
   type VolumeRecord,
 } from "./catalog.ts";
+import { CopyRestarts, type RestartKind } from "./copy-restarts.ts";
+import { allBlocks, blockRuns, stillUnverified } from "./copy-verification.ts";
 import { readRoute, type StoredRoute, updateRoute } from "./routing.ts";
 import type { StorageClientSource } from "./server-registry.ts";
 import { KeyedSemaphore, Throttle } from "./throttle.ts";
@@ -56,6 +63,14 @@ export interface MoveProgress {
   readonly bytes: number;
 }
 
+export interface MoveRestart {
+  readonly plan: MovePlan;
+  readonly kind: RestartKind;
+  readonly reason: string;
+  /** Restarts of this move so far, this one included. */
+  readonly restarts: number;
+}
+
 export interface ChunkMoverOptions {
   readonly store: CoordinationStore;
   readonly servers: StorageClientSource;
@@ -72,9 +87,16 @@ export interface ChunkMoverOptions {
   readonly copyStepBlocks?: number;
   /** Copy requests of one move in flight at once. */
   readonly copyInFlight?: number;
-  /** Copy restarts of one chunk before the move is given up. */
+  /** Copy restarts of one chunk for what its copy found (not an unreachable server) before giving up. */
   readonly restartsMax?: number;
+  /**
+   * How long one run of restarts because a server of the copy cannot be reached may last before the
+   * move is given up: longer than a storage server takes to restart and register again.
+   */
+  readonly unreachableBudgetMs?: number;
   readonly onProgress?: (progress: MoveProgress) => void;
+  /** Called each time a chunk's copy starts over (for status and tests). */
+  readonly onRestart?: (restart: MoveRestart) => void;
   /** Test hook: runs after each copied range. */
   readonly afterCopyStep?: (plan: MovePlan, blockOffset: number) => Promise<void>;
 }
@@ -89,9 +111,23 @@ export class MoveError extends Error {
 }
 
 /** Thrown inside a move to start the chunk's copy over with a new generation. */
-class RestartCopy extends Error {}
+class RestartCopy extends Error {
+  readonly kind: RestartKind;
+  constructor(kind: RestartKind, message: string) {
+    super(message);
+    this.kind = kind;
+  }
+}
 
-const VERIFY_ROUNDS = 4;
+/**
+ * Rounds of one verification, with pauses growing from VERIFY_PAUSE_MS_MIN: blocks a steady writer
+ * keeps in flight get several chances, over about a second, to be seen equal.
+ */
+const VERIFY_ROUNDS_MAX = 8;
+const VERIFY_PAUSE_MS_MIN = 10;
+const VERIFY_PAUSE_MS_MAX = 320;
+/** A restarting storage server takes a second or two to be back under its new address. */
+const UNREACHABLE_BUDGET_MS_DEFAULT = 10_000;
 /** Acknowledgements usually take one store round trip: look often, it is a cheap read. */
 const ACK_POLL_MS_MAX = 10;
 
@@ -103,6 +139,7 @@ export class ChunkMover {
   private readonly ackTimeoutMs: number;
   private readonly checkpointBlocks: number;
   private readonly restartsMax: number;
+  private readonly unreachableBudgetMs: number;
   private readonly copyStepBlocks: number;
   private readonly copyInFlight: number;
 
@@ -117,6 +154,7 @@ export class ChunkMover {
     this.ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
     this.checkpointBlocks = options.checkpointBlocks ?? 4 * REQUEST_BLOCKS_MAX;
     this.restartsMax = options.restartsMax ?? 5;
+    this.unreachableBudgetMs = options.unreachableBudgetMs ?? UNREACHABLE_BUDGET_MS_DEFAULT;
     this.copyInFlight = Math.max(1, options.copyInFlight ?? 4);
     this.copyStepBlocks = Math.min(options.copyStepBlocks ?? REQUEST_BLOCKS_MAX, REQUEST_BLOCKS_MAX);
   }
@@ -156,12 +194,19 @@ export class ChunkMover {
     let intent = await this.claim(plan);
     log.info({ generation: intent.value.generation, resumeAt: intent.value.copiedBlocks }, "moving chunk");
     try {
+      // B holds the chunk, filling, before any filer sends it a write: a mirrored write that found
+      // no chunk there would record a mirror fault and restart the copy for nothing.
+      const generation = intent.value.generation;
+      await this.call(() => this.client(plan.to).beginFill(chunk, generation));
       let fill = await this.updateRoute(volume, plan.chunkIndex, (route) => withFilling(route, plan));
       await this.waitForAcks(volume, fill.modRevision);
       let switchRevision = 0;
-      for (let restarts = 0; ; restarts++) {
+      const restarts = new CopyRestarts(this.restartsMax, this.unreachableBudgetMs);
+      for (;;) {
+        const attempt = { reachedTarget: false };
         try {
           await this.copyAndVerify(
+            attempt,
             plan,
             chunk,
             chunkBlockCount,
@@ -186,27 +231,43 @@ export class ChunkMover {
               throw new MoveError("FAILED", "the chunk's route changed under the move (a replica left)");
             }
           }
-          throw new RestartCopy("a mirrored write to the target failed, or the route changed");
+          throw new RestartCopy("content", "a mirrored write to the target failed, or the route changed");
         } catch (error) {
           if (!(error instanceof RestartCopy)) throw error;
-          if (restarts + 1 >= this.restartsMax) {
-            throw new MoveError("FAILED", `copy restarted ${this.restartsMax} times: ${error.message}`);
+          const decision = restarts.next(error.kind, attempt.reachedTarget, performance.now());
+          if (!decision.restart) {
+            throw new MoveError(
+              error.kind === "unreachable" ? "UNAVAILABLE" : "FAILED",
+              `${decision.why}: ${error.message}`,
+            );
           }
-          log.warn({ reason: error.message, restarts: restarts + 1 }, "restarting the chunk's copy");
+          log.warn(
+            { reason: error.message, kind: error.kind, restarts: restarts.count },
+            "restarting the chunk's copy",
+          );
+          this.options.onRestart?.({
+            plan,
+            kind: error.kind,
+            reason: error.message,
+            restarts: restarts.count,
+          });
           intent = await this.restartIntent(plan, intent);
-          await sleep(Math.min(50 * 2 ** restarts, 1000));
+          await sleep(decision.pauseMs);
         }
       }
       await this.waitForAcks(volume, switchRevision);
-      // Every filer now sends to the new replica set only: the source copy can go.
+      // Every filer now sends to the new replica set only: the source copy can go. The move is done
+      // whatever happens to it: a source not registered now (restarting) keeps a copy no route
+      // names, garbage, as when its drop fails.
+      const source = plan.keepSource ? undefined : this.options.servers.clientFor(plan.from);
+      if (!plan.keepSource && source === undefined)
+        log.warn("the source is not registered; its copy is garbage now");
       await Promise.all([
-        plan.keepSource
-          ? undefined
-          : this.client(plan.from)
-              .dropChunk(chunk)
-              .catch((error: unknown) =>
-                log.warn({ err: error }, "could not drop the source copy; it is garbage now"),
-              ),
+        source
+          ?.dropChunk(chunk)
+          .catch((error: unknown) =>
+            log.warn({ err: error }, "could not drop the source copy; it is garbage now"),
+          ),
         this.store.delete(keys.move(plan.volumeId, plan.chunkIndex)),
       ]);
       log.info("chunk moved");
@@ -310,6 +371,7 @@ export class ChunkMover {
   }
 
   private async copyAndVerify(
+    attempt: { reachedTarget: boolean },
     plan: MovePlan,
     chunk: ChunkRef,
     blockCount: number,
@@ -319,6 +381,7 @@ export class ChunkMover {
   ): Promise<void> {
     const target = this.client(plan.to);
     await this.call(() => target.beginFill(chunk, generation));
+    attempt.reachedTarget = true;
     let sinceCheckpoint = 0;
     // Copy requests go out `copyInFlight` at a time; a checkpoint only ever names a frontier below
     // which every range has been copied.
@@ -358,9 +421,10 @@ export class ChunkMover {
   }
 
   /**
-   * Compares A's and B's checksums. Differences may be writes still in flight to one of them, so it
-   * looks again a few times, recopying differing runs while B is filling; a difference that stays
-   * restarts the copy.
+   * Compares A's and B's checksums until every block has been seen equal once (copy-verification.ts
+   * says why once is enough), recopying the blocks never yet seen equal while B is filling. A block
+   * a client write keeps in flight differs in some snapshots, so the rounds pause longer and longer;
+   * only blocks never seen equal in any round restart the copy.
    */
   private async verify(
     plan: MovePlan,
@@ -371,31 +435,37 @@ export class ChunkMover {
   ): Promise<void> {
     const source = this.client(plan.from);
     const target = this.client(plan.to);
-    for (let round = 0; round < VERIFY_ROUNDS; round++) {
+    let unverified = allBlocks(blockCount);
+    for (let round = 0; round < VERIFY_ROUNDS_MAX; round++) {
+      if (round > 0) await sleep(Math.min(VERIFY_PAUSE_MS_MIN * 2 ** (round - 1), VERIFY_PAUSE_MS_MAX));
       const [a, b] = await this.call(() =>
         Promise.all([source.checksums(chunk, blockCount), target.checksums(chunk, blockCount)]),
       );
-      const runs = differingRuns(a, b);
-      if (runs.length === 0) return;
-      this.log.debug({ chunk, runs, round }, "copy differs from its source");
-      if (mayCopy) {
-        for (const [start, count] of runs) {
-          for (let offset = start; offset < start + count; offset += REQUEST_BLOCKS_MAX) {
-            const n = Math.min(REQUEST_BLOCKS_MAX, start + count - offset);
-            await this.call(() => target.copyFrom(chunk, generation, plan.from, offset, n));
-          }
+      unverified = stillUnverified(unverified, a, b);
+      if (unverified.length === 0) return;
+      const runs = blockRuns(unverified);
+      if (this.log.isLevelEnabled("debug"))
+        this.log.debug({ chunk, runs, round }, "copy differs from its source");
+      if (!mayCopy) continue;
+      for (const [start, count] of runs) {
+        for (let offset = start; offset < start + count; offset += REQUEST_BLOCKS_MAX) {
+          const n = Math.min(REQUEST_BLOCKS_MAX, start + count - offset);
+          await this.call(() => target.copyFrom(chunk, generation, plan.from, offset, n));
         }
       }
-      await sleep(10 * (round + 1));
     }
     throw new RestartCopy(
-      `the copy of chunk ${chunk.chunkIndex} still differs from its source after ${VERIFY_ROUNDS} rounds`,
+      "content",
+      `${unverified.length} blocks of chunk ${chunk.chunkIndex} never matched their source in ${VERIFY_ROUNDS_MAX} rounds`,
     );
   }
 
   private async checkFault(plan: MovePlan): Promise<void> {
-    const fault = await this.store.get(keys.mirrorFault(plan.volumeId, plan.chunkIndex));
-    if (fault !== undefined) throw new RestartCopy("a mirrored write to the target failed");
+    const key = keys.mirrorFault(plan.volumeId, plan.chunkIndex);
+    const fault = await this.store.get(key);
+    if (fault === undefined) return;
+    const { message } = decodeRecord(mirrorFaultSchema, key, fault.value);
+    throw new RestartCopy("content", `a mirrored write to the target failed: ${message}`);
   }
 
   /**
@@ -489,10 +559,14 @@ export class ChunkMover {
     await this.store.delete(keys.mirrorFault(plan.volumeId, plan.chunkIndex));
   }
 
+  /**
+   * A server of the copy. One that is not registered is restarting (its lease ran out before it came
+   * back), or gone for good: the copy restarts until the unreachable budget says which.
+   */
   private client(serverId: string): StorageClient {
     const client = this.options.servers.clientFor(serverId);
     if (client === undefined)
-      throw new MoveError("UNAVAILABLE", `storage server ${serverId} is not registered`);
+      throw new RestartCopy("unreachable", `storage server ${serverId} is not registered`);
     return client;
   }
 
@@ -501,11 +575,14 @@ export class ChunkMover {
     try {
       return await work();
     } catch (error) {
-      if (error instanceof StorageError && (error.code === "INVALID" || error.code === "UNAUTHENTICATED")) {
+      if (!(error instanceof StorageError)) throw error;
+      if (error.code === "INVALID" || error.code === "UNAUTHENTICATED") {
         throw new MoveError("FAILED", error.message, { cause: error });
       }
-      if (error instanceof StorageError) throw new RestartCopy(`${error.code}: ${error.message}`);
-      throw error;
+      // STALE_COPY: the target no longer fills this generation, which after a restart on the same
+      // address is how a server that lost its in-memory fill state answers.
+      const kind = error.code === "UNAVAILABLE" || error.code === "STALE_COPY" ? "unreachable" : "content";
+      throw new RestartCopy(kind, `${error.code}: ${error.message}`);
     }
   }
 }
@@ -524,17 +601,4 @@ function withFilling(route: ChunkRoute, plan: MovePlan): ChunkRoute {
     throw new MoveError("FAILED", `${plan.to} already holds chunk ${plan.chunkIndex}`);
   if (target === undefined) replicas.push({ serverId: plan.to, state: "filling" });
   return { replicas };
-}
-
-/** Runs [start, count] of blocks whose checksums differ. */
-export function differingRuns(a: Uint32Array, b: Uint32Array): [number, number][] {
-  const runs: [number, number][] = [];
-  const n = Math.max(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    if (a[i] === b[i]) continue;
-    const last = runs[runs.length - 1];
-    if (last !== undefined && last[0] + last[1] === i) last[1]++;
-    else runs.push([i, 1]);
-  }
-  return runs;
 }

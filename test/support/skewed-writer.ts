@@ -5,11 +5,14 @@
  * can read each back afterwards.
  */
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { RemoteBlockDevice } from "../../src/block/remote-device.ts";
 import { BLOCK_BYTES } from "../../src/block/types.ts";
 import type { StorageBalancer } from "../../src/storage/balancer.ts";
 import { takeCensus } from "../../src/storage/chunk-census.ts";
 import type { CoordinationStore } from "../../src/store/index.ts";
+
+const FAILURE_PAUSE_MS = 5;
 
 export class SkewedWriter {
   /** The server whose chunks are written. */
@@ -85,6 +88,9 @@ export class SkewedWriter {
       } catch (error) {
         if (!this.tolerateFailures) throw error;
         this.failures++;
+        // A write that fails at once (a closed device) must not turn this loop into one that never
+        // yields to timers and I/O: the test process would spin instead of closing its cluster.
+        await sleep(FAILURE_PAUSE_MS);
         continue;
       }
       this.written.set(block, n + 1);

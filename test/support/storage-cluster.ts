@@ -25,6 +25,8 @@ interface Member {
   readonly capacityBytes: number;
   server: StorageServer | undefined;
   membership: StorageMembership | undefined;
+  /** The last stop, which a start waits for: two servers must never share a data directory. */
+  stopped: Promise<void>;
 }
 
 export interface StorageClusterOptions {
@@ -46,6 +48,11 @@ export class StorageTestCluster implements AsyncDisposable {
   private readonly devices = new Set<RemoteBlockDevice>();
   private readonly leaseTtlMs: number;
   private readonly ownsStore: boolean;
+  /** Restarts under way, settled either way: close() waits for them before it stops the servers. */
+  private readonly restarting = new Set<Promise<void>>();
+  /** Restarts restartLater has scheduled and not begun: close() cancels them. */
+  private readonly cancels = new Set<() => void>();
+  private closing = false;
 
   private constructor(root: string, store: CoordinationStore, ownsStore: boolean, leaseTtlMs: number) {
     this.root = root;
@@ -112,12 +119,14 @@ export class StorageTestCluster implements AsyncDisposable {
       capacityBytes,
       server: undefined,
       membership: undefined,
+      stopped: Promise.resolve(),
     };
     this.members.set(serverId, member);
     await this.startMember(serverId, member);
   }
 
   private async startMember(serverId: string, member: Member): Promise<void> {
+    await member.stopped.catch(() => undefined);
     const { epochs } = await ownerEpochs(this.store);
     const server = await StorageServer.start({
       serverId,
@@ -144,24 +153,66 @@ export class StorageTestCluster implements AsyncDisposable {
   }
 
   /**
-   * Stops a server the hard way: it stops answering and stops renewing its lease, so the cluster finds
-   * out only when the lease runs out. `leave` instead revokes the lease at once.
+   * Stops a server the hard way, as a crash would: every connection is cut with the calls in flight
+   * unanswered, its in-memory state (chunks filling) is gone, and it stops renewing its lease, so the
+   * cluster finds out only when the lease runs out. `leave` instead lets the calls in flight finish
+   * and revokes the lease at once.
    */
   async stopServer(serverId: string, how: "crash" | "leave" = "crash"): Promise<void> {
     const member = this.members.get(serverId);
-    if (member?.server === undefined) throw new Error(`server ${serverId} is not running`);
-    if (how === "crash") await member.membership?.abandon();
-    else await member.membership?.close();
-    await member.server.stop();
+    const server = member?.server;
+    if (member === undefined || server === undefined) throw new Error(`server ${serverId} is not running`);
+    // Forgotten at once, so close() never stops it twice; a start waits for this stop to end, so
+    // no successor runs on its data directory meanwhile.
     member.server = undefined;
+    const membership = member.membership;
     member.membership = undefined;
+    member.stopped = (async () => {
+      try {
+        if (how === "crash") await membership?.abandon();
+        else await membership?.close();
+      } finally {
+        await (how === "crash" ? server.abort() : server.stop());
+      }
+    })();
+    await member.stopped;
   }
 
-  async restartServer(serverId: string): Promise<void> {
+  /** Stops the server if it runs, and starts it again (on a new port). close() waits for it. */
+  restartServer(serverId: string): Promise<void> {
     const member = this.members.get(serverId);
-    if (member === undefined) throw new Error(`no server ${serverId}`);
-    if (member.server !== undefined) await this.stopServer(serverId);
-    await this.startMember(serverId, member);
+    if (member === undefined) return Promise.reject(new Error(`no server ${serverId}`));
+    if (this.closing) return Promise.reject(new Error(`the cluster is closing: ${serverId} stays down`));
+    const restart = (async () => {
+      if (member.server !== undefined) await this.stopServer(serverId);
+      await this.startMember(serverId, member);
+    })();
+    const settled = restart.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.restarting.add(settled);
+    void settled.finally(() => this.restarting.delete(settled));
+    return restart;
+  }
+
+  /**
+   * Restarts a server `delayMs` from now, off the caller's stack: a test hook running inside a move
+   * must not hold that move (or race close()) with it. Resolves once restarted, or at once without
+   * restarting if the cluster closes first.
+   */
+  restartLater(serverId: string, delayMs: number): Promise<void> {
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.cancels.delete(cancel);
+        resolve(true);
+      }, delayMs);
+      const cancel = (): void => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+      this.cancels.add(cancel);
+    }).then((due) => (due && !this.closing ? this.restartServer(serverId) : undefined));
   }
 
   /** Waits until the store no longer lists `serverId` (its lease ran out). */
@@ -205,9 +256,16 @@ export class StorageTestCluster implements AsyncDisposable {
   }
 
   async close(): Promise<void> {
+    // A restart finishing after the loop below would leave its server listening, and the test
+    // process alive: none begins from now on, and those under way end first.
+    this.closing = true;
+    for (const cancel of this.cancels) cancel();
+    this.cancels.clear();
+    await Promise.all(this.restarting);
     await Promise.allSettled([...this.devices].map((d) => d.close()));
     for (const [serverId, member] of this.members) {
       if (member.server !== undefined) await this.stopServer(serverId, "leave").catch(() => undefined);
+      await member.stopped.catch(() => undefined);
     }
     await this.registry.close();
     if (this.ownsStore) await this.store.close();

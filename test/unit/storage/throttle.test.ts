@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { differingRuns } from "../../../src/storage/chunk-mover.ts";
 import { KeyedSemaphore, Throttle } from "../../../src/storage/throttle.ts";
 
 test("throttle: moves at about its rate after the first second's burst", async () => {
@@ -31,14 +30,4 @@ test("keyed semaphore: never more than the limit per key; waiters run in turn", 
   await Promise.all(jobs);
   assert.equal(peak, 2);
   assert.ok([...held.values()].every((n) => n === 0));
-});
-
-test("differing runs: contiguous differences merge into runs", () => {
-  const a = Uint32Array.from([1, 2, 3, 4, 5, 6]);
-  const b = Uint32Array.from([1, 9, 9, 4, 9, 6]);
-  assert.deepEqual(differingRuns(a, b), [
-    [1, 2],
-    [4, 1],
-  ]);
-  assert.deepEqual(differingRuns(a, a), []);
 });
