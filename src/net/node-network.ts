@@ -70,9 +70,9 @@ export class NodeNetwork implements AsyncDisposable {
 
   static async start(options: NodeNetworkOptions): Promise<NodeNetwork> {
     const network = new NodeNetwork(options);
-    await network.tick();
+    await network.refresh();
     network.timer = setInterval(() => {
-      network.ticking ??= network.tick().finally(() => {
+      network.ticking ??= network.refresh().finally(() => {
         network.ticking = undefined;
       });
     }, options.intervalMs ?? NETWORK_TICK_MS_DEFAULT);
@@ -214,7 +214,8 @@ export class NodeNetwork implements AsyncDisposable {
     }
   }
 
-  private async tick(): Promise<void> {
+  /** Samples the ports, probes the storage servers and moves VIPs off dead ports now (also on every tick). */
+  async refresh(): Promise<void> {
     await Promise.all([this.monitor.sample(), this.storage.probeAll(this.options.storageServers())]);
     if (this.managesPorts) {
       await this.place().catch((error: unknown) => this.log.error({ err: error }, "could not place VIPs"));
