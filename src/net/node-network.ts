@@ -56,6 +56,8 @@ export class NodeNetwork implements AsyncDisposable {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private lastReach = "";
+  /** The VIP change in progress (see serially). */
+  private chain: Promise<void> = Promise.resolve();
   /** Per vserver held here: its connections as last published (a stable text, to publish on change). */
   private readonly published = new Map<string, string>();
   /** VIP moves between ports done, for tests and status. */
@@ -124,11 +126,27 @@ export class NodeNetwork implements AsyncDisposable {
     return this.storage.reached(ids).length < ids.length;
   }
 
+  /**
+   * Runs VIP changes one at a time: a tick's port failover running beside a release could put a VIP
+   * back on this node after it was taken off, and two nodes answering ARP for it leaves its clients
+   * talking to the one without the vserver.
+   */
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(work);
+    this.chain = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
+  }
+
   /** Puts a vserver's VIPs on ports (before its listeners bind to them). */
   async hold(vserverId: string, vips: readonly string[]): Promise<void> {
     if (!this.managesPorts) return;
-    for (const vip of vips) if (!this.held.has(vip)) this.held.set(vip, { vserverId, port: null });
-    await this.place(vips);
+    await this.serially(async () => {
+      for (const vip of vips) if (!this.held.has(vip)) this.held.set(vip, { vserverId, port: null });
+      await this.place(vips);
+    });
     await this.tickle(vserverId, vips).catch((error: unknown) =>
       this.log.warn({ err: error, vserverId }, "could not tickle the clients of the previous holder"),
     );
@@ -182,8 +200,11 @@ export class NodeNetwork implements AsyncDisposable {
   /** Takes a vserver's VIPs off this node (after its listeners closed). */
   async release(vips: readonly string[]): Promise<void> {
     if (!this.managesPorts) return;
-    const results = await Promise.allSettled(vips.map((vip) => this.options.driver.release(vip)));
-    for (const vip of vips) this.held.delete(vip);
+    const results = await this.serially(async () => {
+      const settled = await Promise.allSettled(vips.map((vip) => this.options.driver.release(vip)));
+      for (const vip of vips) this.held.delete(vip);
+      return settled;
+    });
     results.forEach((r, i) => {
       if (r.status === "rejected") this.log.error({ err: r.reason, vip: vips[i] }, "could not release a VIP");
     });
@@ -218,7 +239,9 @@ export class NodeNetwork implements AsyncDisposable {
   async refresh(): Promise<void> {
     await Promise.all([this.monitor.sample(), this.storage.probeAll(this.options.storageServers())]);
     if (this.managesPorts) {
-      await this.place().catch((error: unknown) => this.log.error({ err: error }, "could not place VIPs"));
+      await this.serially(() => this.place()).catch((error: unknown) =>
+        this.log.error({ err: error }, "could not place VIPs"),
+      );
       await this.publishConnections().catch((error: unknown) =>
         this.log.warn({ err: error }, "could not publish the VIPs' connections"),
       );
