@@ -14,6 +14,8 @@ import { ProcessCluster } from "./process-cluster.ts";
 
 export const LAB_VSERVER = "net";
 const PORTS = { nfs: 2049, mount: 20_048 };
+/** Room for bench:net's rounds: each writes up to ~50 MiB and its files are kept for the read-back. */
+const VOLUME_BYTES = 1024 * 1024 * 1024;
 
 export interface LabClusterOptions {
   readonly tag: string;
@@ -66,7 +68,7 @@ export class LabCluster implements AsyncDisposable {
         },
       });
       const made = new LabCluster(lab, cluster, writer, root);
-      await cluster.createVserver(LAB_VSERVER, [...made.vips], PORTS, 64 * 1024 * 1024, [
+      await cluster.createVserver(LAB_VSERVER, [...made.vips], PORTS, VOLUME_BYTES, [
         `${topology.networks.A.cidr}(rw,no_root_squash)`,
       ]);
       return made;
