@@ -15,23 +15,16 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { labPrerequisiteProblem } from "../../src/net/lab.ts";
 import { etcdSkipReason } from "../support/etcd-process.ts";
 import { writerRound } from "../support/failover-round.ts";
 import { LAB_VSERVER, LabCluster } from "../support/lab-cluster.ts";
+import { labSkipReason } from "../support/lab-skip.ts";
 import { until } from "../support/until.ts";
-import { onPath } from "./tools.ts";
 
 const TAG = `f${(process.pid % 10_000).toString(36)}`;
 
 function skipReason(): string | undefined {
-  const problem =
-    labPrerequisiteProblem() ??
-    etcdSkipReason() ??
-    (onPath("arping") ? undefined : "arping is not on PATH (Debian package arping)");
-  if (problem === undefined || process.env.CI) return undefined;
-  process.stderr.write(`skipping network failover tests: ${problem}\n`);
-  return problem;
+  return labSkipReason("network failover tests", ["arping"], etcdSkipReason);
 }
 
 let net: LabCluster;

@@ -5,11 +5,11 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import { labPrerequisiteProblem, listNamespaces, NetworkLab } from "../../src/net/lab.ts";
+import { listNamespaces, NetworkLab } from "../../src/net/lab.ts";
 import type { LabPortName } from "../../src/net/lab-topology.ts";
 import { reaches, startListener } from "../support/lab-reach.ts";
+import { labSkipReason } from "../support/lab-skip.ts";
 import { until } from "../support/until.ts";
-import { onPath } from "./tools.ts";
 
 /** Unique to this run, so a parallel test file or an operator's lab ("lab") is never touched. */
 const TAG = `t${(process.pid % 10_000).toString(36)}`;
@@ -17,11 +17,7 @@ const TAG = `t${(process.pid % 10_000).toString(36)}`;
 const SETTLE_MS_MAX = 10_000;
 
 function skipReason(): string | undefined {
-  const problem = labPrerequisiteProblem() ?? (onPath("ip") ? undefined : "ip (iproute2) is not on PATH");
-  // In CI (root, iproute2) nothing is skipped: a missing prerequisite fails the run.
-  if (problem === undefined || process.env.CI) return undefined;
-  process.stderr.write(`skipping network lab tests: ${problem}\n`);
-  return problem;
+  return labSkipReason("network lab tests", ["ip"]);
 }
 
 describe("network lab", { skip: skipReason(), timeout: 120_000 }, () => {

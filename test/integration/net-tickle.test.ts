@@ -9,11 +9,12 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { labPrerequisiteProblem, listNamespaces, NetworkLab } from "../../src/net/lab.ts";
+import { listNamespaces, NetworkLab } from "../../src/net/lab.ts";
 import type { LabNode } from "../../src/net/lab-topology.ts";
 import type { TcpConnection } from "../../src/net/tcp-connections.ts";
 import { tickleProgram } from "../../src/net/tickle.ts";
 import { commandRunner, LinuxVipDriver } from "../../src/net/vip-driver.ts";
+import { labSkipReason } from "../support/lab-skip.ts";
 import {
   connectClient,
   isEstablished,
@@ -21,7 +22,6 @@ import {
   startKeepingServer,
   untilRetransmitted,
 } from "../support/lab-tcp.ts";
-import { onPath } from "./tools.ts";
 
 const TAG = `t${(process.pid % 10_000).toString(36)}`;
 const SERVICE_PORT = 7998;
@@ -38,12 +38,7 @@ const LATE_RESET_MS_MAX = 20_000;
 const CARRIER_WAIT_MS_MAX = 10_000;
 
 function skipReason(): string | undefined {
-  const problem =
-    labPrerequisiteProblem() ??
-    (["arping", "gcc", "ss"].filter((tool) => !onPath(tool)).join(", ") || undefined);
-  if (problem === undefined || process.env.CI) return undefined;
-  process.stderr.write(`skipping tickle tests: ${problem}\n`);
-  return problem;
+  return labSkipReason("tickle tests", ["arping", "gcc", "ss"]);
 }
 
 describe("tickle ACKs after a VIP moves", { skip: skipReason(), timeout: 180_000 }, () => {

@@ -7,20 +7,15 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import { labPrerequisiteProblem, NetworkLab, runLabCommand } from "../../src/net/lab.ts";
+import { NetworkLab, runLabCommand } from "../../src/net/lab.ts";
 import { commandRunner, LinuxVipDriver } from "../../src/net/vip-driver.ts";
 import { reaches, startListener } from "../support/lab-reach.ts";
-import { onPath } from "./tools.ts";
+import { labSkipReason } from "../support/lab-skip.ts";
 
 const TAG = `v${(process.pid % 10_000).toString(36)}`;
 
 function skipReason(): string | undefined {
-  const problem =
-    labPrerequisiteProblem() ??
-    (onPath("arping") ? undefined : "arping is not on PATH (Debian package arping)");
-  if (problem === undefined || process.env.CI) return undefined;
-  process.stderr.write(`skipping VIP driver tests: ${problem}\n`);
-  return problem;
+  return labSkipReason("VIP driver tests", ["arping"]);
 }
 
 describe("Linux VIP driver", { skip: skipReason(), timeout: 120_000 }, () => {
