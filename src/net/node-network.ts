@@ -31,6 +31,8 @@ export interface NodeNetworkOptions {
   readonly onChange?: () => void;
   /** Tickle the previous holder's clients when VIPs arrive (default true). */
   readonly tickle?: boolean;
+  /** How often the VIPs' connections are read for publishing (default 2 s). */
+  readonly connectionsEveryMs?: number;
   /**
    * Where a vserver's client connections are kept (in the store, outside any lease, so they outlive
    * a crash of the node that held them): written when they change, read by the VIPs' next holder.
@@ -45,6 +47,7 @@ export interface NodeNetworkOptions {
 export const VSERVER_CONNECTIONS_MAX = 1024;
 
 export const NETWORK_TICK_MS_DEFAULT = 500;
+const CONNECTIONS_EVERY_MS = 2000;
 
 export class NodeNetwork implements AsyncDisposable {
   private readonly options: NodeNetworkOptions;
@@ -56,6 +59,7 @@ export class NodeNetwork implements AsyncDisposable {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private lastReach = "";
+  private connectionsReadAt = Number.NEGATIVE_INFINITY;
   /** The VIP change in progress (see serially). */
   private chain: Promise<void> = Promise.resolve();
   /** Per vserver held here: its connections as last published (a stable text, to publish on change). */
@@ -173,10 +177,17 @@ export class NodeNetwork implements AsyncDisposable {
     );
   }
 
-  /** Publishes each held vserver's connections when they changed. */
+  /**
+   * Publishes each held vserver's connections when they changed. Read at most every
+   * CONNECTIONS_EVERY_MS: each read runs `ss` once per VIP, and a client that connected since the
+   * last read and is cut off before the next reconnects at its own pace (as without tickles).
+   */
   private async publishConnections(): Promise<void> {
     const sink = this.options.connections;
     if (sink === undefined) return;
+    const now = performance.now();
+    if (now - this.connectionsReadAt < (this.options.connectionsEveryMs ?? CONNECTIONS_EVERY_MS)) return;
+    this.connectionsReadAt = now;
     const byVserver = new Map<string, TcpConnection[]>();
     for (const [vip, at] of this.held) {
       const tracked = await this.options.driver.connections(vip);

@@ -45,6 +45,7 @@ async function network(links: Map<string, boolean>, driver: RecordingDriver, ext
     storageServers: () => [],
     logger: pino({ level: "silent" }),
     intervalMs: 60_000,
+    connectionsEveryMs: 0,
     readPort: async (name): Promise<PortReading> => ({ up: links.get(name) ?? false, bytes: 0 }),
     connections: {
       publish: async (id, list) => {
