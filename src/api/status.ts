@@ -18,6 +18,24 @@ export interface NodeStatus {
   readonly vservers: readonly string[];
   readonly loadPerCore: number | null;
   readonly memoryFreeBytes: number | null;
+  /** Its physical ports: up, cut (link, but its subnet does not answer) or down (no link). */
+  readonly ports: readonly {
+    readonly name: string;
+    readonly subnet: string | null;
+    readonly state: "up" | "cut" | "down";
+  }[];
+}
+
+/** A VIP whose node is cut off from its subnet, answered and forwarded by a router node. */
+export interface RouteStatus {
+  readonly vip: string;
+  readonly vserver: string;
+  readonly owner: string;
+  readonly router: string;
+  readonly routerPort: string;
+  readonly viaSubnet: string;
+  readonly reason: string;
+  readonly sinceMs: number;
 }
 
 export type VserverState = "running" | "starting" | "down";
@@ -60,6 +78,7 @@ export interface StatusDocument {
   readonly nodes: readonly NodeStatus[];
   readonly vservers: readonly VserverStatus[];
   readonly volumes: readonly VolumeStatus[];
+  readonly routes: readonly RouteStatus[];
 }
 
 /** Why a vserver is not where it should be, in words an operator can act on. */
@@ -103,6 +122,11 @@ export function buildStatus(
       vservers: (placedOn.get(id) ?? []).sort(),
       loadPerCore: record?.loadPerCore ?? null,
       memoryFreeBytes: record?.memoryFreeBytes ?? null,
+      ports: (record?.ports ?? []).map((p) => ({
+        name: p.name,
+        subnet: p.subnet,
+        state: p.up ? "up" : (p.linkUp ?? p.up) ? "cut" : "down",
+      })),
     };
   });
   const owners = new Map<string, string>();
@@ -161,5 +185,20 @@ export function buildStatus(
     snapshot.master === undefined
       ? null
       : { nodeId: snapshot.master.record.nodeId, term: snapshot.master.term };
-  return { master, nodes, vservers, volumes: volumeStatus };
+  const routes = [...snapshot.routes.values()]
+    .map(({ record }) => record)
+    .sort((a, b) => (a.vip < b.vip ? -1 : 1))
+    .map(
+      (r): RouteStatus => ({
+        vip: r.vip,
+        vserver: r.vserverId,
+        owner: r.ownerNode,
+        router: r.routerNode,
+        routerPort: r.routerPort,
+        viaSubnet: r.viaSubnet,
+        reason: r.reason,
+        sinceMs: r.sinceMs,
+      }),
+    );
+  return { master, nodes, vservers, volumes: volumeStatus, routes };
 }

@@ -85,6 +85,23 @@ export function formatStatus(status: StatusDocument): string {
   );
   for (const v of status.vservers) if (v.blocked !== null) lines.push(`  ${v.id}: ${v.blocked.text}`);
   lines.push("");
+  const withPorts = status.nodes.filter((n) => n.ports.length > 0);
+  if (withPorts.length > 0) {
+    lines.push(
+      ...table(
+        ["NODE", "PORTS (up; cut: link but its subnet does not answer; down: no link)"],
+        withPorts.map((n) => [
+          n.id,
+          n.ports.map((p) => `${p.name}${p.subnet === null ? "" : ` ${p.subnet}`} ${p.state}`).join(", "),
+        ]),
+      ),
+    );
+    for (const r of status.routes)
+      lines.push(
+        `  VIP ${r.vip} (${r.vserver} on ${r.owner}) answered by ${r.router} on ${r.routerPort}, forwarded over ${r.viaSubnet}: ${r.reason}`,
+      );
+    lines.push("");
+  }
   lines.push(
     ...table(
       ["VOLUME", "STATE", "SIZE", "REPLICAS", "VSERVER", "CHUNKS", "SHORT", "NO COPY", "MOVING"],

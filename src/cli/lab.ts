@@ -159,7 +159,7 @@ function registerFaults(lab: Command, output: Output): void {
   port(verb("port-up", "undo port-down")).action((n: string, p: LabPortName, options: TagOptions) =>
     applyFault(options.tag, { kind: "port-up", node: n, port: p }, `${n} ${p} up`, output),
   );
-  subnet(verb("subnet-down", "the node's port on subnet A or B stays up but passes nothing")).action(
+  subnet(verb("subnet-down", "the node's ports on subnet A or B stay up but pass nothing")).action(
     (n: string, s: LabSubnetName, options: TagOptions) =>
       applyFault(
         options.tag,

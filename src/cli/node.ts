@@ -116,6 +116,8 @@ export const nodeConfigSchema = z
                   .string()
                   .refine((text) => isSubnet(text), "a subnet like 10.7.1.0/24")
                   .nullable(),
+                /** Addresses on the port's subnet to ARP-probe beside the other nodes (a gateway). */
+                probes: z.array(z.ipv4()).max(8).default([]),
               })
               .strict(),
           )
@@ -263,7 +265,10 @@ export function registerNode(program: Command, output: Output = processOutput): 
         "                  port of that subnet when theirs goes down; a node with no good port on a VIP's",
         "                  subnet, or that cannot reach a storage server of its volumes, gives its vservers up",
         '                  to a node that can (needs root, iproute2 and arping); "tickle": false leaves',
-        "                  out the tickle ACKs that make clients of a moved VIP reconnect at once (built with gcc)",
+        "                  out the tickle ACKs that make clients of a moved VIP reconnect at once (built with gcc);",
+        '                  a port\'s "probes": ["10.7.1.1"] are ARP-probed with the other nodes: a port with link',
+        "                  that nobody answers is cut off, and its VIPs are answered and forwarded by a node",
+        "                  that still reaches the subnet (the vserver stays)",
         "",
         "SIGINT or SIGTERM: the node's vservers are committed and unmounted, then it leaves; the master",
         "moves them to other nodes. Logs go to stderr as JSON lines.",

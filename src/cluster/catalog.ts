@@ -34,6 +34,7 @@ export const RUNNING_PREFIX = `${ROOT}running/`;
 export const FILESYSTEMS_PREFIX = `${ROOT}filesystems/`;
 export const HOLDERS_PREFIX = `${ROOT}holders/`;
 export const MIGRATIONS_PREFIX = `${ROOT}migrations/`;
+export const ROUTES_PREFIX = `${ROOT}routes/`;
 export const MASTER_KEY = `${ROOT}master`;
 export const HANDLE_IDS_KEY = `${ROOT}handle-ids`;
 
@@ -46,6 +47,7 @@ export const clusterKeys = {
   connections: (vserverId: string) => `${ROOT}connections/${vserverId}`,
   holder: (vserverId: string) => `${HOLDERS_PREFIX}${vserverId}`,
   migration: (vserverId: string) => `${MIGRATIONS_PREFIX}${vserverId}`,
+  route: (vip: string) => `${ROUTES_PREFIX}${vip}`,
   vipClaim: (vip: string) => `${ROOT}claims/vip/${vip}`,
   volumeClaim: (volumeId: string) => `${ROOT}claims/volume/${volumeId}`,
   nameClaim: (name: string) => `${ROOT}claims/name/${name}`,
@@ -109,6 +111,9 @@ export const nodeRecordSchema = z.object({
         name: label,
         subnet: label.nullable(),
         up: z.boolean(),
+        /** Absent in a record from before probes: link and use were the same. */
+        linkUp: z.boolean().optional(),
+        address: z.string().max(64).nullable().default(null),
         loadBytesPerSec: z.number().nonnegative(),
       }),
     )
@@ -188,6 +193,27 @@ export const connectionsRecordSchema = z.object({
   connections: z.array(z.object({ local: endpointAddress, remote: endpointAddress })).max(1024),
 });
 export type ConnectionsRecord = z.infer<typeof connectionsRecordSchema>;
+
+/**
+ * cluster/routes/<vip>: a VIP whose node is cut off from the VIP's subnet, answered and forwarded by
+ * a router node (see net/subnet-route.ts). Written by the master, applied by the two nodes named.
+ */
+export const routeRecordSchema = z.object({
+  vip: label,
+  vserverId: id,
+  subnet: label,
+  routerNode: id,
+  routerPort: label,
+  routerViaPort: label,
+  routerAddress: z.string().max(64),
+  ownerNode: id,
+  ownerViaPort: label,
+  ownerAddress: z.string().max(64),
+  viaSubnet: label,
+  reason: z.string().max(LABEL_CHARS_MAX),
+  sinceMs: count,
+});
+export type RouteRecord = z.infer<typeof routeRecordSchema>;
 
 export const runningRecordSchema = z.object({
   nodeId: id,

@@ -30,8 +30,11 @@ import {
   PLACEMENTS_PREFIX,
   type PlacementRecord,
   placementRecordSchema,
+  ROUTES_PREFIX,
+  type RouteRecord,
   RUNNING_PREFIX,
   type RunningRecord,
+  routeRecordSchema,
   runningRecordSchema,
   VSERVERS_PREFIX,
   type VserverRecord,
@@ -55,6 +58,8 @@ export interface ClusterSnapshot {
   readonly filesystems: Set<string>;
   /** Live moves asked for or under way, by vserver. */
   readonly migrations: Map<string, Versioned<MigrationRecord>>;
+  /** VIPs answered through a router node, by VIP (see net/subnet-route.ts). */
+  readonly routes: Map<string, Versioned<RouteRecord>>;
   master: { readonly record: MasterRecord; readonly term: number } | undefined;
   revision: number;
 }
@@ -69,6 +74,7 @@ export function emptySnapshot(): ClusterSnapshot {
     holders: new Map(),
     filesystems: new Set(),
     migrations: new Map(),
+    routes: new Map(),
     master: undefined,
     revision: 0,
   };
@@ -119,6 +125,8 @@ export function applyKey(
       putVersioned(snapshot.holders, idOfKey(HOLDERS_PREFIX, key), holderRecordSchema, key, kv);
     } else if (key.startsWith(MIGRATIONS_PREFIX)) {
       putVersioned(snapshot.migrations, idOfKey(MIGRATIONS_PREFIX, key), migrationRecordSchema, key, kv);
+    } else if (key.startsWith(ROUTES_PREFIX)) {
+      putVersioned(snapshot.routes, idOfKey(ROUTES_PREFIX, key), routeRecordSchema, key, kv);
     } else if (key.startsWith(FILESYSTEMS_PREFIX)) {
       const id = idOfKey(FILESYSTEMS_PREFIX, key);
       if (kv === undefined) snapshot.filesystems.delete(id);

@@ -9,6 +9,7 @@
  * alive at takeover as settled, every absent one as dead since the takeover.
  */
 import type { Logger } from "pino";
+import type { SubnetRoute } from "../net/model.ts";
 import { encodeRecord } from "../storage/catalog.ts";
 import { runBounded } from "../storage/volumes.ts";
 import type { Compare, CoordinationStore } from "../store/index.ts";
@@ -25,8 +26,10 @@ import { newMigration } from "./live-move.ts";
 import { drainMoveKind, type LiveMoveWish, memoryPressureMoves } from "./live-move-policy.ts";
 import { termCompare } from "./master-election.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
+import { plannedRoutes, withoutRoutedSubnets } from "./network-view.ts";
 import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
 import { defaultGraceMs, ReachMemory, vserverRequires } from "./reach.ts";
+import { writeRoutes } from "./route-writer.ts";
 
 export interface MasterOptions {
   readonly store: CoordinationStore;
@@ -80,7 +83,13 @@ export class Master implements AsyncDisposable {
   private readonly nodeStartedAtMs: number;
   private readonly reach: ReachMemory;
   /** Plans run and placements written, for status and tests. */
-  readonly counters = { plans: 0, placementsWritten: 0, conflicts: 0, liveMovesRequested: 0 };
+  readonly counters = {
+    plans: 0,
+    placementsWritten: 0,
+    conflicts: 0,
+    liveMovesRequested: 0,
+    routesWritten: 0,
+  };
 
   private constructor(options: MasterOptions) {
     this.options = options;
@@ -148,8 +157,12 @@ export class Master implements AsyncDisposable {
       });
   }
 
-  /** The planner's view of the cluster, built from the snapshot and the liveness history. */
-  clusterState(snapshot: ClusterSnapshot, nowMs: number): ClusterState {
+  /**
+   * The planner's view of the cluster, built from the snapshot and the liveness history. A vserver
+   * whose VIPs are routed through a router node (`routes`) does not require their subnet of its
+   * node: its clients reach it there.
+   */
+  clusterState(snapshot: ClusterSnapshot, nowMs: number, routes: readonly SubnetRoute[] = []): ClusterState {
     const nodes: ClusterNode[] = [];
     const reachedByLive = new Set([...snapshot.nodes.values()].flatMap((record) => record.reaches));
     for (const id of knownNodeIds(snapshot)) {
@@ -187,7 +200,12 @@ export class Master implements AsyncDisposable {
         pinned: record.pinned,
         vips: record.vips,
         volumes: record.volumes,
-        requires: vserverRequires(record.vips, record.volumes, { reachedByLive, serversOf }),
+        requires: withoutRoutedSubnets(
+          vserverRequires(record.vips, record.volumes, { reachedByLive, serversOf }),
+          id,
+          placement?.node ?? null,
+          routes,
+        ),
         placement: {
           node: placement?.node ?? null,
           generation: placement?.generation ?? 0,
@@ -203,7 +221,18 @@ export class Master implements AsyncDisposable {
     const snapshot = this.view?.current;
     if (snapshot === undefined || this.closed) return;
     const nowMs = Date.now();
-    const state = this.clusterState(snapshot, nowMs);
+    const routes = plannedRoutes(snapshot);
+    const routeWrites = await writeRoutes(
+      this.options.store,
+      this.options.term,
+      snapshot,
+      routes,
+      nowMs,
+      this.log,
+    );
+    this.counters.routesWritten += routeWrites.written;
+    this.counters.conflicts += routeWrites.conflicts;
+    const state = this.clusterState(snapshot, nowMs, routes);
     const planned = plan(state, nowMs, this.policy);
     this.counters.plans++;
     // A drain off a live node moves running vservers live where it can (live-move-policy.ts): those
@@ -310,7 +339,6 @@ export class Master implements AsyncDisposable {
     const result = await this.options.store.txn(compares, [
       { op: "put", key, value: encodeRecord(placementRecordSchema, record) },
     ]);
-    this.log.info({ vserverId: vserver.id, record, ok: result.succeeded }, "DEBUG placement write");
     if (result.succeeded) this.counters.placementsWritten++;
     else this.counters.conflicts++;
   }

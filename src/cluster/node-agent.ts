@@ -29,7 +29,7 @@ import {
   runningRecordSchema,
   type VserverRecord,
 } from "./catalog.ts";
-import { ClusterView } from "./cluster-view.ts";
+import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
 import { placeVserver } from "./desired-state.ts";
 import { HANDOVER_WAIT_MS_DEFAULT, type HolderClaim, releaseHolder, takeHolder } from "./handover.ts";
 import {
@@ -81,6 +81,8 @@ export interface NodeAgentOptions {
     /** Whether this node has lost its path to some storage server (a flush could not finish). */
     storageCut(): boolean;
   };
+  /** Called after every change the agent's view of the cluster sees (null: a fresh snapshot). */
+  readonly onClusterChange?: (changes: readonly ViewChange[] | null) => void;
 }
 
 /** State moved in from another node, kept until the vserver starts here (or for a bounded time). */
@@ -153,9 +155,10 @@ export class NodeAgent implements AsyncDisposable {
         agent.log,
       );
     }
-    agent.view = await ClusterView.follow(options.store, agent.log, () => {
+    agent.view = await ClusterView.follow(options.store, agent.log, (changes) => {
       for (const wake of [...agent.changeWaiters]) wake();
       agent.reconcile();
+      options.onClusterChange?.(changes);
     });
     agent.reconcile();
     return agent;
@@ -442,6 +445,11 @@ export class NodeAgent implements AsyncDisposable {
   }
 
   /** Where this node takes live moves (host:port), or "" when it takes none. */
+  /** The cluster as this agent last saw it (undefined before its view's first snapshot). */
+  get cluster(): ClusterSnapshot | undefined {
+    return this.view?.current;
+  }
+
   get moveAddress(): string {
     return this.moveListener?.address ?? "";
   }

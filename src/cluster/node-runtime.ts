@@ -26,10 +26,12 @@ import {
   decodeRecord,
   encodeRecord,
   type NodeRecord,
+  ROUTES_PREFIX,
 } from "./catalog.ts";
 import { Master } from "./master.ts";
 import { MasterElection } from "./master-election.ts";
 import type { NodeRole, PlannerPolicy } from "./model.ts";
+import { peerAddresses, routesNaming } from "./network-view.ts";
 import { NodeAgent } from "./node-agent.ts";
 import { NodeMembership } from "./node-membership.ts";
 import { VolumeServers } from "./volume-servers.ts";
@@ -159,6 +161,8 @@ export class NodeRuntime implements AsyncDisposable {
         registry.servers().map((r) => ({ serverId: r.serverId, host: r.host, port: r.port })),
       logger: this.log,
       onChange: () => this.membership?.publish(),
+      peerAddresses: (subnet) => peerAddresses(this.agentRef?.cluster, nodeId, subnet),
+      routes: () => routesNaming(this.agentRef?.cluster, nodeId),
       connections: {
         publish: async (vserverId, connections) => {
           const record: ConnectionsRecord = { nodeId, atMs: Date.now(), connections: [...connections] };
@@ -197,6 +201,10 @@ export class NodeRuntime implements AsyncDisposable {
           precopyBytesPerSec: this.options.precopyBytesPerSec ?? 0,
         },
         vserversMax: this.options.vserversMax,
+        onClusterChange: (changes) => {
+          if (changes === null || changes.some((c) => c.key.startsWith(ROUTES_PREFIX)))
+            void this.networkRef?.routesChanged();
+        },
         ...(this.options.statePagesMax === undefined ? {} : { statePagesMax: this.options.statePagesMax }),
       });
     }

@@ -17,7 +17,10 @@ import {
 export type LabFault =
   /** The bridge side goes down: the node's port loses carrier (operstate not UP). */
   | { readonly kind: "port-down" | "port-up"; readonly node: string; readonly port: LabPortName }
-  /** The bridge side leaves its bridge: the node's port stays UP, but nothing passes to the subnet. */
+  /**
+   * The bridge side of each of the node's ports on the subnet leaves its bridge: the ports stay UP,
+   * but nothing passes between the node and the subnet.
+   */
   | { readonly kind: "subnet-down" | "subnet-up"; readonly node: string; readonly subnet: LabSubnetName }
   /** The same for the storage network. */
   | { readonly kind: "storage-cut" | "storage-heal"; readonly node: string }
@@ -61,10 +64,10 @@ export function faultCommands(topology: LabTopology, fault: LabFault): Argv[] {
         setLink(portOf(nodeOf(topology, fault.node), fault.port), fault.kind === "port-up" ? "up" : "down"),
       ];
     case "subnet-down":
-    case "subnet-up": {
-      const port = portOn(nodeOf(topology, fault.node), fault.subnet);
-      return [fault.kind === "subnet-up" ? attach(port) : detach(port)];
-    }
+    case "subnet-up":
+      return portsOn(nodeOf(topology, fault.node), fault.subnet).map((port) =>
+        fault.kind === "subnet-up" ? attach(port) : detach(port),
+      );
     case "storage-cut":
     case "storage-heal": {
       const port = portOn(nodeOf(topology, fault.node), "storage");
@@ -103,7 +106,11 @@ function portOf(node: LabNode, name: LabPortName): LabPort {
 }
 
 function portOn(node: LabNode, network: LabPort["network"]): LabPort {
-  const port = node.ports.find((p) => p.network === network);
-  if (port === undefined) throw new LabFaultError(`node ${node.id} has no port on ${network}`);
-  return port;
+  return portsOn(node, network)[0] as LabPort;
+}
+
+function portsOn(node: LabNode, network: LabPort["network"]): LabPort[] {
+  const ports = node.ports.filter((p) => p.network === network);
+  if (ports.length === 0) throw new LabFaultError(`node ${node.id} has no port on ${network}`);
+  return ports;
 }

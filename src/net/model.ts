@@ -10,8 +10,16 @@ export interface PortState {
   readonly name: string;
   /** The client subnet it is on, "10.7.1.0/24"; null for a port on no client subnet. */
   readonly subnet: string | null;
-  /** Link up (from the kernel) and not marked failed by a probe. */
+  /** Usable: link up and, where the port has probe targets, reaching one of them. */
   readonly up: boolean;
+  /**
+   * Link up by the kernel's say. A port with link but `up` false is cut off beyond its cable (a
+   * switch that stops passing it): its subnet can be reached through a router node (subnet-route.ts),
+   * which a port with no link cannot be used for.
+   */
+  readonly linkUp: boolean;
+  /** Its own address on its subnet (not a VIP), for routes through it; null when it has none. */
+  readonly address: string | null;
   /** Bytes per second in and out, decayed. */
   readonly loadBytesPerSec: number;
 }
@@ -53,15 +61,31 @@ export type NetAction =
       readonly toNode: string | null;
       readonly reason: string;
     }
-  | {
-      readonly kind: "route-through";
-      readonly vip: string;
-      /** The node that still reaches the client's subnet and forwards to the vserver's node. */
-      readonly routerNode: string;
-      readonly routerPort: string;
-      readonly ownerNode: string;
-      /** The subnet router and owner share, over which the router forwards. */
-      readonly viaSubnet: string;
-      readonly reason: string;
-    }
+  | ({ readonly kind: "route-through" } & SubnetRoute)
   | { readonly kind: "stay"; readonly subject: string; readonly reason: string };
+
+/**
+ * A VIP answered by a router node for an owner node cut off from the VIP's subnet: the router takes
+ * the VIP's traffic on its port on that subnet (proxy ARP) and forwards it over a subnet both share;
+ * the owner sends the VIP's replies back the same way.
+ */
+export interface SubnetRoute {
+  readonly vip: string;
+  readonly vserverId: string;
+  /** The VIP's (and its clients') subnet. */
+  readonly subnet: string;
+  /** The node that still reaches the client's subnet and forwards to the vserver's node. */
+  readonly routerNode: string;
+  /** The router's port on `subnet`, where it answers for the VIP. */
+  readonly routerPort: string;
+  /** The router's port and address on `viaSubnet`. */
+  readonly routerViaPort: string;
+  readonly routerAddress: string;
+  readonly ownerNode: string;
+  /** The owner's port and address on `viaSubnet`. */
+  readonly ownerViaPort: string;
+  readonly ownerAddress: string;
+  /** The subnet router and owner share, over which the router forwards. */
+  readonly viaSubnet: string;
+  readonly reason: string;
+}

@@ -10,10 +10,11 @@
  */
 import type { Logger } from "pino";
 import { subnetOf } from "./cidr.ts";
-import type { PortState, VipPlacement } from "./model.ts";
+import type { PortState, SubnetRoute, VipPlacement } from "./model.ts";
 import { planPortFailover } from "./port-failover.ts";
 import { type PortConfig, PortMonitor, type PortReader } from "./port-monitor.ts";
 import { type Prober, type ProbeTarget, StorageReach } from "./storage-reach.ts";
+import { type ArpProber, SubnetProbe } from "./subnet-probe.ts";
 import type { TcpConnection } from "./tcp-connections.ts";
 import type { VipDriver } from "./vip-driver.ts";
 
@@ -27,6 +28,14 @@ export interface NodeNetworkOptions {
   readonly intervalMs?: number;
   readonly readPort?: PortReader;
   readonly probe?: Prober;
+  /** How a port's subnet is probed (default: arping). */
+  readonly arpProbe?: ArpProber;
+  /** The other nodes' port addresses on `subnet`: the targets of its ports' probes. */
+  readonly peerAddresses?: (subnet: string) => readonly string[];
+  /** How often ports with link are probed for their subnet (default 1 s). */
+  readonly subnetProbeEveryMs?: number;
+  /** The routes through a router node that name this node, as router or owner (from the master). */
+  readonly routes?: () => readonly SubnetRoute[];
   /** Called after a tick changed what the node reaches, so health is published at once. */
   readonly onChange?: () => void;
   /** Tickle the previous holder's clients when VIPs arrive (default true). */
@@ -46,13 +55,31 @@ export interface NodeNetworkOptions {
 /** Connections kept per vserver: enough for its clients, bounded for the store's record. */
 export const VSERVER_CONNECTIONS_MAX = 1024;
 
-export const NETWORK_TICK_MS_DEFAULT = 500;
+/**
+ * Link state is read on every tick: a port that lost its link is seen at most this late, and a
+ * client's TCP retransmission after that finds the VIP on its new port (the first retransmission
+ * comes 200 ms after a loss).
+ */
+export const NETWORK_TICK_MS_DEFAULT = 200;
+/** Storage servers are probed at most this often (a probe round can wait a second for a timeout). */
+const STORAGE_PROBE_EVERY_MS = 500;
 const CONNECTIONS_EVERY_MS = 2000;
+const SUBNET_PROBE_EVERY_MS = 1000;
+
+type RouteSide = "router" | "owner";
 
 export class NodeNetwork implements AsyncDisposable {
   private readonly options: NodeNetworkOptions;
   private readonly monitor: PortMonitor;
   private readonly storage: StorageReach;
+  private readonly subnetProbe: SubnetProbe;
+  private subnetProbedAt = Number.NEGATIVE_INFINITY;
+  private subnetProbing: Promise<void> | undefined;
+  private storageProbedAt = Number.NEGATIVE_INFINITY;
+  private storageProbing: Promise<void> | undefined;
+  private closing = false;
+  /** Routes applied here, by side and VIP, with the text they were applied as. */
+  private readonly routesApplied = new Map<string, { side: RouteSide; route: SubnetRoute; text: string }>();
   private readonly log: Logger;
   /** VIP → the vserver holding it here and the port it is on. */
   private readonly held = new Map<string, { vserverId: string; port: string | null }>();
@@ -65,39 +92,47 @@ export class NodeNetwork implements AsyncDisposable {
   /** Per vserver held here: its connections as last published (a stable text, to publish on change). */
   private readonly published = new Map<string, string>();
   /** VIP moves between ports done, for tests and status. */
-  readonly counters = { portMoves: 0 };
+  readonly counters = { portMoves: 0, routesApplied: 0 };
 
   private constructor(options: NodeNetworkOptions) {
     this.options = options;
     this.monitor = new PortMonitor(options.nodeId, options.ports, options.readPort);
     this.storage = new StorageReach(options.probe);
+    this.subnetProbe = new SubnetProbe(options.arpProbe);
     this.log = options.logger.child({ component: "network" });
   }
 
   static async start(options: NodeNetworkOptions): Promise<NodeNetwork> {
     const network = new NodeNetwork(options);
     await network.refresh();
-    network.timer = setInterval(() => {
-      network.ticking ??= network.refresh().finally(() => {
-        network.ticking = undefined;
-      });
-    }, options.intervalMs ?? NETWORK_TICK_MS_DEFAULT);
+    network.timer = setInterval(() => network.tick(), options.intervalMs ?? NETWORK_TICK_MS_DEFAULT);
     network.timer.unref();
     return network;
+  }
+
+  /** A refresh, unless one is running. */
+  private tick(): void {
+    if (this.closing) return;
+    this.ticking ??= this.refresh().finally(() => {
+      this.ticking = undefined;
+    });
   }
 
   get managesPorts(): boolean {
     return this.options.ports.length > 0;
   }
 
+  /** Each port as last sampled; one with link that its subnet's probes no longer answer is not up. */
   ports(): PortState[] {
-    return this.monitor.current();
+    return this.monitor
+      .current()
+      .map((p) => (p.up && this.subnetProbe.cut(p.name) ? { ...p, up: false } : p));
   }
 
   /** Reach labels for the node's health: client subnets with a good port, storage servers reached. */
   reaches(): string[] {
     const subnets = new Set<string>();
-    for (const port of this.monitor.current()) if (port.up && port.subnet !== null) subnets.add(port.subnet);
+    for (const port of this.ports()) if (port.up && port.subnet !== null) subnets.add(port.subnet);
     const servers = this.storage.reached(this.options.storageServers().map((s) => s.serverId));
     return [...[...subnets].sort().map((s) => `subnet:${s}`), ...servers.map((s) => `storage:${s}`)];
   }
@@ -116,7 +151,7 @@ export class NodeNetwork implements AsyncDisposable {
   /** Whether every one of `vips` has a good port of its subnet here (always, with no ports managed). */
   reachable(vips: readonly string[]): boolean {
     if (!this.managesPorts) return true;
-    const ports = this.monitor.current();
+    const ports = this.ports();
     const subnets = [...new Set(ports.flatMap((p) => (p.subnet === null ? [] : [p.subnet])))];
     return vips.every((vip) => {
       const own = subnetOf(vip, subnets);
@@ -225,7 +260,7 @@ export class NodeNetwork implements AsyncDisposable {
   private async place(only?: readonly string[]): Promise<void> {
     const wanted = new Set(only ?? this.held.keys());
     const placements = this.placements().filter((p) => wanted.has(p.vip));
-    const actions = planPortFailover(this.monitor.current(), placements);
+    const actions = planPortFailover(this.ports(), placements);
     for (const action of actions) {
       if (action.kind !== "move-vip") {
         if (action.kind === "move-vserver")
@@ -246,13 +281,125 @@ export class NodeNetwork implements AsyncDisposable {
     }
   }
 
+  /**
+   * Starts a probe round of each port with link for its subnet, at most every subnetProbeEveryMs. It
+   * runs beside the ticks, not in them: a round waits up to its timeout for answers, and a tick that
+   * waited with it would be that late moving VIPs off a port whose link went down. A round that
+   * changed which ports are cut off starts a tick at once.
+   */
+  private startSubnetProbe(): void {
+    const now = performance.now();
+    if (this.subnetProbing !== undefined) return;
+    if (now - this.subnetProbedAt < (this.options.subnetProbeEveryMs ?? SUBNET_PROBE_EVERY_MS)) return;
+    this.subnetProbedAt = now;
+    const cutBefore = this.cutPorts();
+    this.subnetProbing = this.probeSubnets()
+      .then(() => {
+        if (this.cutPorts() !== cutBefore) this.tick();
+      })
+      .catch((error: unknown) => this.log.warn({ err: error }, "subnet probe round failed"))
+      .finally(() => {
+        this.subnetProbing = undefined;
+      });
+  }
+
+  /**
+   * Starts a probe round of the storage servers, beside the ticks for the reason startSubnetProbe
+   * gives; one that changed what the node reaches starts a tick (which publishes it).
+   */
+  private startStorageProbe(): void {
+    const now = performance.now();
+    if (this.storageProbing !== undefined || now - this.storageProbedAt < STORAGE_PROBE_EVERY_MS) return;
+    this.storageProbedAt = now;
+    const before = this.reaches().join();
+    this.storageProbing = this.storage
+      .probeAll(this.options.storageServers())
+      .then(() => {
+        if (this.reaches().join() !== before) this.tick();
+      })
+      .catch((error: unknown) => this.log.warn({ err: error }, "storage probe round failed"))
+      .finally(() => {
+        this.storageProbing = undefined;
+      });
+  }
+
+  /** Settles when the probe rounds under way (if any) have, and their verdicts were acted on. */
+  async whenProbed(): Promise<void> {
+    await Promise.all([this.subnetProbing, this.storageProbing]);
+    await this.ticking;
+  }
+
+  private cutPorts(): string {
+    return this.options.ports
+      .filter((p) => this.subnetProbe.cut(p.name))
+      .map((p) => p.name)
+      .join();
+  }
+
+  private async probeSubnets(): Promise<void> {
+    const probed = this.monitor.current().flatMap((p) => {
+      if (p.subnet === null) return [];
+      const config = this.options.ports.find((c) => c.name === p.name);
+      const peers = this.options.peerAddresses?.(p.subnet) ?? [];
+      const targets = [...peers, ...(config?.probes ?? [])].filter((t) => t !== p.address);
+      return [{ name: p.name, linkUp: p.linkUp, address: p.address, targets }];
+    });
+    await this.subnetProbe.round(probed);
+  }
+
+  /**
+   * Brings the routes naming this node to what the master wants: the router answers and forwards,
+   * the owner replies through the router. A route given up here that the owner still holds the VIP
+   * of is announced again from the owner's port, so its clients come back to it directly.
+   */
+  private async applyRoutes(): Promise<void> {
+    const me = this.options.nodeId;
+    const wanted = new Map<string, { side: RouteSide; route: SubnetRoute; text: string }>();
+    for (const route of this.options.routes?.() ?? []) {
+      const text = JSON.stringify(route, Object.keys(route).sort());
+      if (route.routerNode === me) wanted.set(`router ${route.vip}`, { side: "router", route, text });
+      if (route.ownerNode === me) wanted.set(`owner ${route.vip}`, { side: "owner", route, text });
+    }
+    const driver = this.options.driver;
+    for (const [key, applied] of [...this.routesApplied]) {
+      if (wanted.get(key)?.text === applied.text) continue;
+      if (applied.side === "router") await driver.stopForwardingFor(applied.route);
+      else {
+        await driver.stopReplyingVia(applied.route);
+        const port = this.held.get(applied.route.vip)?.port;
+        if (port !== null && port !== undefined) await driver.announce(applied.route.vip, port);
+      }
+      this.routesApplied.delete(key);
+      this.log.warn({ ...applied.route, side: applied.side }, "route through a router node taken down");
+    }
+    for (const [key, want] of wanted) {
+      if (this.routesApplied.has(key)) continue;
+      if (want.side === "router") await driver.forwardFor(want.route);
+      else await driver.replyVia(want.route);
+      this.routesApplied.set(key, want);
+      this.counters.routesApplied++;
+      this.log.warn({ ...want.route, side: want.side }, "route through a router node up");
+    }
+  }
+
+  /** Applies the master's routes now (when they changed), rather than at the next tick. */
+  async routesChanged(): Promise<void> {
+    if (!this.managesPorts) return;
+    await this.serially(() => this.applyRoutes()).catch((error: unknown) =>
+      this.log.error({ err: error }, "could not apply the routes through router nodes"),
+    );
+  }
+
   /** Samples the ports, probes the storage servers and moves VIPs off dead ports now (also on every tick). */
   async refresh(): Promise<void> {
-    await Promise.all([this.monitor.sample(), this.storage.probeAll(this.options.storageServers())]);
+    await this.monitor.sample();
+    this.startStorageProbe();
+    if (this.managesPorts) this.startSubnetProbe();
     if (this.managesPorts) {
       await this.serially(() => this.place()).catch((error: unknown) =>
         this.log.error({ err: error }, "could not place VIPs"),
       );
+      await this.routesChanged();
       await this.publishConnections().catch((error: unknown) =>
         this.log.warn({ err: error }, "could not publish the VIPs' connections"),
       );
@@ -266,8 +413,18 @@ export class NodeNetwork implements AsyncDisposable {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     clearInterval(this.timer);
     await this.ticking;
+    await Promise.all([this.subnetProbing, this.storageProbing]);
+    // A router that stops leaves no proxy entry answering for a VIP nobody forwards any more.
+    await this.serially(async () => {
+      for (const [key, applied] of [...this.routesApplied]) {
+        if (applied.side === "router") await this.options.driver.stopForwardingFor(applied.route);
+        else await this.options.driver.stopReplyingVia(applied.route);
+        this.routesApplied.delete(key);
+      }
+    }).catch((error: unknown) => this.log.error({ err: error }, "could not take routes down"));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -4,12 +4,19 @@
  * `ip netns exec` does) and bytes per second in and out, decayed. Read on the node's health tick.
  */
 import { readFile } from "node:fs/promises";
+import { networkInterfaces } from "node:os";
+import { parseSubnet, subnetContains } from "./cidr.ts";
 import type { PortState } from "./model.ts";
 
 export interface PortConfig {
   readonly name: string;
   /** The client subnet the port is cabled to ("10.7.1.0/24"), or null (a storage or cluster port). */
   readonly subnet: string | null;
+  /**
+   * Addresses to probe beside the other nodes' ports on the subnet (a gateway, say): the port counts
+   * as cut off when none answers (see subnet-probe.ts).
+   */
+  readonly probes?: readonly string[];
 }
 
 /** One reading of a port from sysfs. */
@@ -42,6 +49,32 @@ export const sysfsPortReader: PortReader = async (name) => {
   }
 };
 
+/** An interface's IPv4 addresses with their prefix lengths. */
+export type AddressReader = (name: string) => readonly { address: string; prefixLength: number }[];
+
+export const osAddressReader: AddressReader = (name) =>
+  (networkInterfaces()[name] ?? []).flatMap((a) =>
+    a.family === "IPv4" && a.cidr !== null
+      ? [{ address: a.address, prefixLength: Number(a.cidr.split("/")[1]) }]
+      : [],
+  );
+
+/**
+ * The port's own address: on its subnet, and not a host route (VIPs are /32s; the port's address has
+ * the subnet's prefix).
+ */
+export function portAddress(
+  addresses: readonly { address: string; prefixLength: number }[],
+  subnet: string | null,
+): string | null {
+  if (subnet === null) return null;
+  const parsed = parseSubnet(subnet);
+  return (
+    addresses.find((a) => a.prefixLength === parsed.prefix && subnetContains(parsed, a.address))?.address ??
+    null
+  );
+}
+
 /** The decay of the bytes/s estimate: half its weight is the last 5 s. */
 const HALF_LIFE_MS = 5000;
 
@@ -49,12 +82,22 @@ export class PortMonitor {
   private readonly nodeId: string;
   private readonly ports: readonly PortConfig[];
   private readonly read: PortReader;
-  private readonly last = new Map<string, { bytes: number; atMs: number; rate: number; up: boolean }>();
+  private readonly readAddresses: AddressReader;
+  private readonly last = new Map<
+    string,
+    { bytes: number; atMs: number; rate: number; up: boolean; address: string | null }
+  >();
 
-  constructor(nodeId: string, ports: readonly PortConfig[], read: PortReader = sysfsPortReader) {
+  constructor(
+    nodeId: string,
+    ports: readonly PortConfig[],
+    read: PortReader = sysfsPortReader,
+    readAddresses: AddressReader = osAddressReader,
+  ) {
     this.nodeId = nodeId;
     this.ports = ports;
     this.read = read;
+    this.readAddresses = readAddresses;
   }
 
   /** Reads every port now and folds the reading into the rates. */
@@ -69,12 +112,13 @@ export class PortMonitor {
         const keep = 0.5 ** ((nowMs - before.atMs) / HALF_LIFE_MS);
         rate = keep * rate + (1 - keep) * instant;
       }
-      this.last.set(port.name, { bytes: reading.bytes, atMs: nowMs, rate, up: reading.up });
+      const address = portAddress(this.readAddresses(port.name), port.subnet);
+      this.last.set(port.name, { bytes: reading.bytes, atMs: nowMs, rate, up: reading.up, address });
     });
     return this.current();
   }
 
-  /** The last sample, without reading (ports never read count as down). */
+  /** The last sample, without reading (ports never read count as down); `up` is the link's. */
   current(): PortState[] {
     return this.ports.map((port) => {
       const last = this.last.get(port.name);
@@ -83,6 +127,8 @@ export class PortMonitor {
         name: port.name,
         subnet: port.subnet,
         up: last?.up ?? false,
+        linkUp: last?.up ?? false,
+        address: last?.address ?? null,
         loadBytesPerSec: Math.round(last?.rate ?? 0),
       };
     });

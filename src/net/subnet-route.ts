@@ -1,13 +1,19 @@
 /**
- * Subnet failure between a node and its clients (pure): the node's port on the client's subnet may
- * still be up, but the node no longer reaches clients there. For each VIP it serves on that subnet,
- * find a live node that still reaches the subnet (a good port on it) and shares another subnet with
- * the owner over which both have good ports: that node becomes the router. The VIP is answered on the
- * router's port on the client's subnet and forwarded over the shared subnet to the owner, so clients
- * keep their mounts without the vserver moving. The router carrying the fewest VIPs already is chosen.
+ * Subnet failure between a node and its clients (pure): the node's port on the client's subnet has
+ * link but no longer reaches anyone there (a switch stopped passing it). For each VIP the node serves
+ * on that subnet, find a live node that still reaches the subnet and shares another subnet with the
+ * owner over which both have good ports with addresses: that node becomes the router. It answers for
+ * the VIP on its port on the client's subnet and forwards over the shared subnet to the owner, so the
+ * clients keep their mounts without the vserver moving. The router carrying the fewest routes already
+ * is chosen, so one node's cut-off VIPs spread.
+ *
+ * A port with no link at all is a port failure, not a subnet failure: that is port-failover.ts's (the
+ * VIP moves to another port, or its vserver to another node), so no route is planned for it.
  */
 import { subnetOf } from "./cidr.ts";
-import type { NetAction, NodeReach, PortState, VipPlacement } from "./model.ts";
+import type { NetAction, NodeReach, PortState, SubnetRoute, VipPlacement } from "./model.ts";
+
+type ViaPort = PortState & { readonly address: string };
 
 export function planSubnetRoutes(
   nodes: readonly NodeReach[],
@@ -20,23 +26,33 @@ export function planSubnetRoutes(
     ports
       .filter((p) => p.nodeId === nodeId && p.up && p.subnet === subnet)
       .sort((a, b) => a.loadBytesPerSec - b.loadBytesPerSec || a.name.localeCompare(b.name))[0];
+  const viaPort = (nodeId: string, subnet: string): ViaPort | undefined =>
+    ports
+      .filter((p): p is ViaPort => p.nodeId === nodeId && p.up && p.subnet === subnet && p.address !== null)
+      .sort((a, b) => a.loadBytesPerSec - b.loadBytesPerSec || a.name.localeCompare(b.name))[0];
   const reaches = (nodeId: string, subnet: string): boolean =>
     reach.get(nodeId)?.live === true &&
     (reach.get(nodeId)?.clientSubnets.includes(subnet) ?? false) &&
     goodPort(nodeId, subnet) !== undefined;
+  const cutOff = (nodeId: string, subnet: string): boolean =>
+    ports.some((p) => p.nodeId === nodeId && p.subnet === subnet && p.linkUp && !p.up);
   const routed = new Map<string, number>();
   const actions: NetAction[] = [];
   for (const vip of [...vips].sort((a, b) => a.vip.localeCompare(b.vip))) {
     const subnet = subnetOf(vip.vip, subnets);
-    if (subnet === undefined || reaches(vip.nodeId, subnet)) continue;
+    if (subnet === undefined || reaches(vip.nodeId, subnet) || !cutOff(vip.nodeId, subnet)) continue;
     const options = nodes
       .filter((n) => n.nodeId !== vip.nodeId && reaches(n.nodeId, subnet))
       .flatMap((n) => {
-        // Another subnet both reach with a good port: the path from router to owner.
-        const via = subnets.find(
-          (s) => s !== subnet && goodPort(n.nodeId, s) !== undefined && goodPort(vip.nodeId, s) !== undefined,
-        );
-        return via === undefined ? [] : [{ router: n.nodeId, via }];
+        // Another subnet both reach with a good, addressed port: the path from router to owner.
+        for (const via of subnets) {
+          if (via === subnet) continue;
+          const routerVia = viaPort(n.nodeId, via);
+          const ownerVia = viaPort(vip.nodeId, via);
+          if (routerVia !== undefined && ownerVia !== undefined)
+            return [{ router: n.nodeId, via, routerVia, ownerVia }];
+        }
+        return [];
       })
       .sort(
         (a, b) =>
@@ -52,15 +68,30 @@ export function planSubnetRoutes(
       continue;
     }
     routed.set(choice.router, (routed.get(choice.router) ?? 0) + 1);
-    actions.push({
-      kind: "route-through",
+    const route: SubnetRoute = {
       vip: vip.vip,
+      vserverId: vip.vserverId,
+      subnet,
       routerNode: choice.router,
       routerPort: (goodPort(choice.router, subnet) as PortState).name,
+      routerViaPort: choice.routerVia.name,
+      routerAddress: choice.routerVia.address,
       ownerNode: vip.nodeId,
+      ownerViaPort: choice.ownerVia.name,
+      ownerAddress: choice.ownerVia.address,
       viaSubnet: choice.via,
       reason: `${vip.nodeId} no longer reaches clients on ${subnet}; ${choice.router} does and forwards over ${choice.via}`,
-    });
+    };
+    actions.push({ kind: "route-through", ...route });
   }
   return actions;
+}
+
+/** The routes of a plan (its route-through actions, without the kind). */
+export function subnetRoutesOf(actions: readonly NetAction[]): SubnetRoute[] {
+  return actions.flatMap((a) => {
+    if (a.kind !== "route-through") return [];
+    const { kind: _kind, ...route } = a;
+    return [route];
+  });
 }

@@ -6,6 +6,16 @@
  */
 import { execFile } from "node:child_process";
 import { parseIpv4 } from "./cidr.ts";
+import type { SubnetRoute } from "./model.ts";
+import {
+  type Argv,
+  isAlreadyDone,
+  ownerDownArgvs,
+  ownerUpArgvs,
+  ROUTE_TABLES_MAX,
+  routerDownArgvs,
+  routerUpArgvs,
+} from "./route-commands.ts";
 import {
   establishedArgv,
   parseEstablished,
@@ -27,6 +37,14 @@ export interface VipDriver {
   connections(vip: string): Promise<TrackedConnections>;
   /** Makes the clients of `connections` (once on `vip`, held here now) drop them and reconnect at once. */
   tickle(vip: string, connections: readonly TcpConnection[]): Promise<void>;
+  /** Tells the segment of `port` again that `vip` is here (after a router answered for it). */
+  announce(vip: string, port: string): Promise<void>;
+  /** The router's side of a route (see route-commands.ts): answers for its VIP and forwards. Idempotent. */
+  forwardFor(route: SubnetRoute): Promise<void>;
+  stopForwardingFor(route: SubnetRoute): Promise<void>;
+  /** The owner's side of a route: its VIP's replies to the subnet leave by the router. Idempotent. */
+  replyVia(route: SubnetRoute): Promise<void>;
+  stopReplyingVia(route: SubnetRoute): Promise<void>;
 }
 
 export class VipDriverError extends Error {
@@ -50,6 +68,21 @@ export class LoopbackVipDriver implements VipDriver {
   }
 
   async tickle(): Promise<void> {}
+
+  async announce(): Promise<void> {}
+
+  /** Loopback VIPs have no subnet to be cut off from: no route is ever planned for one. */
+  async forwardFor(route: SubnetRoute): Promise<void> {
+    throw new VipDriverError(`the loopback driver routes nothing (VIP ${route.vip})`);
+  }
+
+  async stopForwardingFor(): Promise<void> {}
+
+  async replyVia(route: SubnetRoute): Promise<void> {
+    throw new VipDriverError(`the loopback driver routes nothing (VIP ${route.vip})`);
+  }
+
+  async stopReplyingVia(): Promise<void> {}
 }
 
 /**
@@ -108,6 +141,8 @@ export class LinuxVipDriver implements VipDriver {
   private readonly tickleProgram: () => Promise<string>;
   /** Where each held VIP is, so release knows the device. */
   private readonly held = new Map<string, string>();
+  /** The routing table slot of each VIP replied to through a router (see route-commands.ts). */
+  private readonly slots = new Map<string, number>();
 
   constructor(options: LinuxVipDriverOptions) {
     this.run = options.run;
@@ -131,6 +166,10 @@ export class LinuxVipDriver implements VipDriver {
     // address never stops being local and sockets bound to it (the NFS listeners) stay valid.
     if (at !== undefined) await this.deleteFrom(vip, at);
     this.held.set(vip, port);
+    await this.announce(vip, port);
+  }
+
+  async announce(vip: string, port: string): Promise<void> {
     // Unsolicited ARP (sender and target the VIP, to the broadcast MAC): every host on the segment
     // that knows the VIP updates its cache to this port's MAC. Nobody answers one, so arping exits 1.
     const out = await this.run(
@@ -150,7 +189,7 @@ export class LinuxVipDriver implements VipDriver {
       [1],
     );
     if (!/\b[1-9]\d* packets transmitted/.test(out))
-      throw new VipDriverError(`VIP ${vip} is on ${port} but arping sent no announcement: ${out.trim()}`);
+      throw new VipDriverError(`VIP ${vip}: arping sent no announcement on ${port}: ${out.trim()}`);
   }
 
   async release(vip: string): Promise<void> {
@@ -181,6 +220,46 @@ export class LinuxVipDriver implements VipDriver {
       const report = parseTickleReport(out);
       if (report === undefined || report.sentCount !== report.totalCount)
         throw new VipDriverError(`tickle ACKs from ${vip}: ${out.trim() || "no report"}`);
+    }
+  }
+
+  async forwardFor(route: SubnetRoute): Promise<void> {
+    await this.runAll(routerUpArgvs(route));
+    // The clients' caches still name the owner's MAC: tell them the router's.
+    await this.announce(route.vip, route.routerPort);
+  }
+
+  async stopForwardingFor(route: SubnetRoute): Promise<void> {
+    await this.runAll(routerDownArgvs(route));
+  }
+
+  async replyVia(route: SubnetRoute): Promise<void> {
+    let slot = this.slots.get(route.vip);
+    if (slot === undefined) {
+      const used = new Set(this.slots.values());
+      slot = [...Array(ROUTE_TABLES_MAX).keys()].find((s) => !used.has(s));
+      if (slot === undefined)
+        throw new VipDriverError(`VIP ${route.vip}: all ${ROUTE_TABLES_MAX} route tables are in use`);
+      this.slots.set(route.vip, slot);
+    }
+    await this.runAll(ownerUpArgvs(route, slot));
+  }
+
+  async stopReplyingVia(route: SubnetRoute): Promise<void> {
+    const slot = this.slots.get(route.vip);
+    if (slot === undefined) return;
+    await this.runAll(ownerDownArgvs(route, slot));
+    this.slots.delete(route.vip);
+  }
+
+  /** Runs each command in turn; one that finds its work done already (see isAlreadyDone) is fine. */
+  private async runAll(argvs: readonly Argv[]): Promise<void> {
+    for (const argv of argvs) {
+      try {
+        await this.run(argv);
+      } catch (error) {
+        if (!(error instanceof VipDriverError && isAlreadyDone(error.message))) throw error;
+      }
     }
   }
 }

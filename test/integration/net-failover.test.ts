@@ -10,7 +10,10 @@
  * - both subnet-A ports down: the node no longer reaches the VIPs' subnet, and the master moves the
  *   vserver to a node that does;
  * - storage cut: the node cannot reach the storage servers, and the master moves the vserver to a
- *   node that can.
+ *   node that can;
+ * - subnet A cut off from the serving node (its ports keep their link; the switch stops passing
+ *   them): its ARP probes go unanswered, the master routes the VIPs through another node (proxy ARP
+ *   there, forwarding over subnet B), and the vserver stays; the route goes when the subnet returns.
  * Every acknowledged block reads back after each.
  */
 import assert from "node:assert/strict";
@@ -121,4 +124,50 @@ describe("network faults on a cluster of processes in a lab", {
 
   test("a storage cut: the vserver moves to a node that reaches the storage servers", (t) =>
     moveRound(t, "storage cut", "/storage", (node) => net.lab.fault({ kind: "storage-cut", node })));
+
+  test("subnet A cut off from the serving node: another node answers for the VIPs and forwards, the vserver stays", async (t) => {
+    const on = await net.cluster.servedBy(LAB_VSERVER);
+    let routers: string[] = [];
+    const round = await writerRound(
+      net.cluster,
+      {
+        writer: net.writer,
+        vserverId: LAB_VSERVER,
+        url: net.url,
+        file: "/subnet-cut",
+        seconds: 12,
+        killAfterMs: 2000,
+        blockBytes: 65536,
+        namespace: net.client,
+      },
+      async (from) => {
+        await net.lab.fault({ kind: "subnet-down", node: from, subnet: "A" });
+        const routes = await until(
+          "both VIPs routed through another node",
+          async () => {
+            const routes = [...(await net.cluster.snapshot()).routes.values()].map((v) => v.record);
+            return routes.length === net.vips.length ? routes : undefined;
+          },
+          30_000,
+        );
+        routers = routes.map((r) => r.routerNode);
+        for (const r of routes) assert.equal(r.ownerNode, from);
+        return { takenOverBy: from };
+      },
+    );
+    t.diagnostic(
+      `subnet A cut off from ${on}: VIPs answered by ${routers.join(", ")}; client's longest gap ${Math.round(round.stallMs)} ms, ${round.acked} blocks verified through the router`,
+    );
+    assert.ok(routers.every((r) => r !== on));
+    assert.equal(await net.cluster.servedBy(LAB_VSERVER), on, "the vserver did not move");
+    assert.equal(round.verified, round.acked, `blocks lost or damaged: ${round.badBlocks.join(", ")}`);
+    assert.ok(round.acked > 20);
+    await net.lab.fault({ kind: "subnet-up", node: on, subnet: "A" });
+    await until(
+      "the routes gone once the subnet answers again",
+      async () => ((await net.cluster.snapshot()).routes.size === 0 ? true : undefined),
+      30_000,
+    );
+    await net.lab.fault({ kind: "heal" });
+  });
 });

@@ -13,11 +13,16 @@ test("port-down and port-up set the bridge side of the node's port down and up",
   assert.deepEqual(commandsOf({ kind: "port-up", node: "2", port: "stor0" }), [sw("n2stor0", "up")]);
 });
 
-test("subnet-down detaches the node's port on that subnet from its bridge; subnet-up attaches it again", () => {
+test("subnet-down detaches the node's ports on that subnet from its bridge; subnet-up attaches them again", () => {
   assert.deepEqual(commandsOf({ kind: "subnet-down", node: "n3", subnet: "B" }), [sw("n3eth1", "nomaster")]);
   assert.deepEqual(commandsOf({ kind: "subnet-up", node: "n3", subnet: "A" }), [
     sw("n3eth0", "master", "brA"),
   ]);
+  const dual = labTopology({ tag: "lab", nodes: 3, dualPorts: true });
+  assert.deepEqual(
+    faultCommands(dual, { kind: "subnet-down", node: "n1", subnet: "A" }).map((argv) => argv.join(" ")),
+    [sw("n1eth0", "nomaster"), sw("n1eth2", "nomaster")],
+  );
 });
 
 test("storage-cut and storage-heal detach and attach the node's storage port", () => {

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { pino } from "pino";
+import type { SubnetRoute } from "../../../src/net/model.ts";
 import { NodeNetwork } from "../../../src/net/node-network.ts";
 import type { PortReading } from "../../../src/net/port-monitor.ts";
 import { StorageReach } from "../../../src/net/storage-reach.ts";
+import type { ArpProber } from "../../../src/net/subnet-probe.ts";
 import type { TcpConnection } from "../../../src/net/tcp-connections.ts";
 import type { VipDriver } from "../../../src/net/vip-driver.ts";
 
@@ -29,6 +31,23 @@ class RecordingDriver implements VipDriver {
   }
   async tickle(vip: string, connections: readonly TcpConnection[]): Promise<void> {
     this.tickled.push({ vip, connections });
+  }
+  /** Route calls in order: "forward 10.7.1.50", "unforward ...", "reply ...", "unreply ...", "announce VIP PORT". */
+  readonly routeCalls: string[] = [];
+  async announce(vip: string, port: string): Promise<void> {
+    this.routeCalls.push(`announce ${vip} ${port}`);
+  }
+  async forwardFor(route: SubnetRoute): Promise<void> {
+    this.routeCalls.push(`forward ${route.vip}`);
+  }
+  async stopForwardingFor(route: SubnetRoute): Promise<void> {
+    this.routeCalls.push(`unforward ${route.vip}`);
+  }
+  async replyVia(route: SubnetRoute): Promise<void> {
+    this.routeCalls.push(`reply ${route.vip}`);
+  }
+  async stopReplyingVia(route: SubnetRoute): Promise<void> {
+    this.routeCalls.push(`unreply ${route.vip}`);
   }
 }
 
@@ -140,4 +159,87 @@ test("a storage server counts as unreached only after three failed probes in a r
   up = true;
   await reach.probeAll(targets);
   assert.deepEqual(reach.reached(["s1"]), ["s1"], "one answer brings it back");
+});
+
+test("a port with link whose subnet stops answering ARP is cut off: its VIP moves to a port that still answers", async () => {
+  const links = new Map([
+    ["eth0", true],
+    ["eth2", true],
+    ["eth1", true],
+  ]);
+  // Peers answer on every port but eth0, which a switch stopped passing.
+  const asked: string[] = [];
+  let switchPassesEth0 = true;
+  const arpProbe: ArpProber = async (questions) =>
+    questions.map(({ port, target }) => {
+      asked.push(`${port}>${target}`);
+      return port !== "eth0" || switchPassesEth0;
+    });
+  const driver = new RecordingDriver();
+  const { net, tick } = await network(links, driver, {
+    arpProbe,
+    subnetProbeEveryMs: 0,
+    peerAddresses: (subnet: string) => (subnet === A ? ["10.7.1.12", "10.7.1.13"] : ["10.7.2.12"]),
+  });
+  await net.hold("vs1", ["10.7.1.50"]);
+  if (driver.where.get("10.7.1.50") !== "eth0") {
+    // Put it on eth0, the port about to be cut off, by taking eth2's link for a tick.
+    links.set("eth2", false);
+    await tick();
+    links.set("eth2", true);
+  }
+  assert.equal(driver.where.get("10.7.1.50"), "eth0");
+  await net.whenProbed();
+  switchPassesEth0 = false;
+  await tick();
+  await net.whenProbed();
+  assert.equal(net.ports().find((p) => p.name === "eth0")?.up, true, "one failed round is not enough");
+  await tick();
+  await net.whenProbed();
+  const eth0 = net.ports().find((p) => p.name === "eth0");
+  assert.deepEqual([eth0?.linkUp, eth0?.up], [true, false], "link, but cut off");
+  assert.equal(driver.where.get("10.7.1.50"), "eth2", "the VIP left the cut-off port");
+  assert.ok(asked.includes("eth0>10.7.1.12") && asked.includes("eth0>10.7.1.13"), "targets taken in turn");
+  assert.deepEqual(net.reaches(), [`subnet:${A}`, `subnet:${B}`], "eth2 still reaches A");
+  await net.close();
+});
+
+test("routes naming the node are applied as router and owner, and taken down when the master drops them", async () => {
+  const links = new Map([
+    ["eth0", true],
+    ["eth2", true],
+    ["eth1", true],
+  ]);
+  const route = (vip: string, routerNode: string, ownerNode: string): SubnetRoute => ({
+    vip,
+    vserverId: "vs1",
+    subnet: A,
+    routerNode,
+    routerPort: "eth0",
+    routerViaPort: "eth1",
+    routerAddress: "10.7.2.11",
+    ownerNode,
+    ownerViaPort: "eth1",
+    ownerAddress: "10.7.2.12",
+    viaSubnet: B,
+    reason: "test",
+  });
+  let routes: SubnetRoute[] = [];
+  const driver = new RecordingDriver();
+  const { net } = await network(links, driver, { routes: () => routes });
+  await net.hold("vs1", ["10.7.1.51"]);
+  routes = [route("10.7.1.50", "n1", "n2"), route("10.7.1.51", "n3", "n1"), route("10.7.1.52", "n2", "n3")];
+  await net.routesChanged();
+  await net.routesChanged();
+  assert.deepEqual(driver.routeCalls, ["forward 10.7.1.50", "reply 10.7.1.51"], "once each, only its own");
+  routes = [];
+  await net.routesChanged();
+  const port = driver.where.get("10.7.1.51");
+  assert.deepEqual(driver.routeCalls.slice(2), [
+    "unforward 10.7.1.50",
+    "unreply 10.7.1.51",
+    `announce 10.7.1.51 ${port}`,
+  ]);
+  assert.equal(net.counters.routesApplied, 2);
+  await net.close();
 });

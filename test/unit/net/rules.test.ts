@@ -10,11 +10,21 @@ import { planSubnetRoutes } from "../../../src/net/subnet-route.ts";
 
 const A = "10.7.1.0/24";
 const B = "10.7.2.0/24";
-const port = (nodeId: string, name: string, subnet: string | null, up = true, load = 0): PortState => ({
+const port = (
+  nodeId: string,
+  name: string,
+  subnet: string | null,
+  up = true,
+  load = 0,
+  linkUp = up,
+): PortState => ({
   nodeId,
   name,
   subnet,
   up,
+  linkUp,
+  // n<i>'s port on 10.7.<k>.0/24 is 10.7.<k>.1<i>.
+  address: subnet === null ? null : subnet.replace(/0\/24$/, `1${nodeId.slice(1)}`),
   loadBytesPerSec: load,
 });
 const vip = (
@@ -167,28 +177,51 @@ describe("subnet routes", () => {
     const nodes: NodeReach[] = [
       { nodeId: "n1", live: true, clientSubnets: [B], storageServers: [] },
       { nodeId: "n2", live: true, clientSubnets: [A, B], storageServers: [] },
+      { nodeId: "n3", live: true, clientSubnets: [A, B], storageServers: [] },
     ];
     const ports = [
-      port("n1", "eth0", A),
+      port("n1", "eth0", A, false, 0, true),
+      port("n1", "eth1", B),
+      port("n2", "eth0", A),
+      port("n2", "eth1", B),
+      port("n3", "eth0", A),
+      port("n3", "eth1", B),
+    ];
+    const actions = planSubnetRoutes(nodes, ports, [
+      vip("10.7.1.50", "vs1", "n1", "eth0"),
+      vip("10.7.1.51", "vs2", "n1", "eth0"),
+      vip("10.7.2.50", "vs1", "n1", "eth1"),
+    ]);
+    assert.deepEqual(actions[0], {
+      kind: "route-through",
+      vip: "10.7.1.50",
+      vserverId: "vs1",
+      subnet: A,
+      routerNode: "n2",
+      routerPort: "eth0",
+      routerViaPort: "eth1",
+      routerAddress: "10.7.2.12",
+      ownerNode: "n1",
+      ownerViaPort: "eth1",
+      ownerAddress: "10.7.2.11",
+      viaSubnet: B,
+      reason: `n1 no longer reaches clients on ${A}; n2 does and forwards over ${B}`,
+    });
+    assert.equal(actions.length, 2, "the VIP on B needs no route");
+    assert.equal(actions[1]?.kind === "route-through" ? actions[1].routerNode : "", "n3", "routes spread");
+  });
+  it("plans no route for a port with no link: that is a port failure, and the vserver moves", () => {
+    const nodes: NodeReach[] = [
+      { nodeId: "n1", live: true, clientSubnets: [B], storageServers: [] },
+      { nodeId: "n2", live: true, clientSubnets: [A, B], storageServers: [] },
+    ];
+    const ports = [
+      port("n1", "eth0", A, false),
       port("n1", "eth1", B),
       port("n2", "eth0", A),
       port("n2", "eth1", B),
     ];
-    const actions = planSubnetRoutes(nodes, ports, [
-      vip("10.7.1.50", "vs1", "n1", "eth0"),
-      vip("10.7.2.50", "vs1", "n1", "eth1"),
-    ]);
-    assert.deepEqual(actions, [
-      {
-        kind: "route-through",
-        vip: "10.7.1.50",
-        routerNode: "n2",
-        routerPort: "eth0",
-        ownerNode: "n1",
-        viaSubnet: B,
-        reason: `n1 no longer reaches clients on ${A}; n2 does and forwards over ${B}`,
-      },
-    ]);
+    assert.deepEqual(planSubnetRoutes(nodes, ports, [vip("10.7.1.50", "vs1", "n1", "eth0")]), []);
   });
   it("stays, saying why, when no node has a path to the owner", () => {
     const nodes: NodeReach[] = [
@@ -197,12 +230,39 @@ describe("subnet routes", () => {
     ];
     const actions = planSubnetRoutes(
       nodes,
-      [port("n1", "eth0", A), port("n2", "eth0", A)],
+      [port("n1", "eth0", A, false, 0, true), port("n2", "eth0", A)],
       [vip("10.7.1.50", "vs1", "n1", "eth0")],
     );
     assert.deepEqual(
       actions.map((a) => a.kind),
       ["stay"],
+    );
+  });
+  it("never routes through the owner itself or a node without a good port on the client's subnet", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.boolean(), fc.boolean()), { minLength: 2, maxLength: 5 }),
+        (shape) => {
+          const ids = shape.map((_, i) => `n${i + 1}`);
+          const ports = shape.flatMap(([aUp, aLink, bUp], i) => [
+            port(ids[i]!, "eth0", A, aUp && aLink, 0, aLink),
+            port(ids[i]!, "eth1", B, bUp),
+          ]);
+          const nodes: NodeReach[] = shape.map(([aUp, aLink, bUp], i) => ({
+            nodeId: ids[i]!,
+            live: true,
+            clientSubnets: [...(aUp && aLink ? [A] : []), ...(bUp ? [B] : [])],
+            storageServers: [],
+          }));
+          const actions = planSubnetRoutes(nodes, ports, [vip("10.7.1.50", "vs1", "n1", "eth0")]);
+          for (const a of actions) {
+            if (a.kind !== "route-through") continue;
+            assert.notEqual(a.routerNode, a.ownerNode);
+            assert.ok(ports.some((p) => p.nodeId === a.routerNode && p.name === a.routerPort && p.up));
+            assert.ok(ports.some((p) => p.nodeId === a.ownerNode && p.name === a.ownerViaPort && p.up));
+          }
+        },
+      ),
     );
   });
 });

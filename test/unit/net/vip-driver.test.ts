@@ -72,3 +72,51 @@ test("the Linux driver tickles with the program it is given, and says so when no
   report = "sent 2 of 3\n";
   await assert.rejects(driver.tickle("10.7.1.50", [connection]), /tickle ACKs from 10.7.1.50: sent 2 of 3/);
 });
+
+test("the Linux driver routes through a router: proxy ARP and a host route there, a source rule and table at the owner", async () => {
+  const commands: string[] = [];
+  const driver = new LinuxVipDriver({
+    run: async (argv) => {
+      commands.push(argv.join(" "));
+      if (argv[1] === "neigh" && argv[2] === "del")
+        throw new VipDriverError("RTNETLINK answers: No such file or directory");
+      return argv[0] === "arping" ? "2 packets transmitted, 0 packets received" : "";
+    },
+  });
+  const route = {
+    vip: "10.7.1.50",
+    vserverId: "vs1",
+    subnet: "10.7.1.0/24",
+    routerNode: "n2",
+    routerPort: "eth0",
+    routerViaPort: "eth1",
+    routerAddress: "10.7.2.12",
+    ownerNode: "n1",
+    ownerViaPort: "eth1",
+    ownerAddress: "10.7.2.11",
+    viaSubnet: "10.7.2.0/24",
+    reason: "test",
+  };
+  await driver.forwardFor(route);
+  await driver.replyVia(route);
+  await driver.replyVia({ ...route, vip: "10.7.1.51" });
+  await driver.stopForwardingFor(route);
+  await driver.stopReplyingVia(route);
+  await driver.stopReplyingVia(route);
+  assert.deepEqual(commands, [
+    "sysctl -qw net.ipv4.conf.eth0.forwarding=1 net.ipv4.conf.eth1.forwarding=1",
+    "ip route replace 10.7.1.50/32 via 10.7.2.11 dev eth1",
+    "ip neigh replace proxy 10.7.1.50 dev eth0",
+    "arping -U -c 2 -w 0.05 -i eth0 -S 10.7.1.50 10.7.1.50",
+    "ip route replace 10.7.1.0/24 via 10.7.2.12 dev eth1 table 20000",
+    "ip rule add from 10.7.1.50 lookup 20000 pref 1000",
+    // A second VIP replied through a router gets a table of its own.
+    "ip route replace 10.7.1.0/24 via 10.7.2.12 dev eth1 table 20001",
+    "ip rule add from 10.7.1.51 lookup 20001 pref 1001",
+    // Gone already is done: the route is still deleted.
+    "ip neigh del proxy 10.7.1.50 dev eth0",
+    "ip route del 10.7.1.50/32 via 10.7.2.11 dev eth1",
+    "ip rule del from 10.7.1.50 lookup 20000 pref 1000",
+    "ip route flush table 20000",
+  ]);
+});
