@@ -12,6 +12,8 @@
  * - port: the VIPs' port goes down; they move to the node's other port on the subnet;
  * - subnet-ports: both of the node's ports on the VIPs' subnet go down; the vserver moves;
  * - storage: the node's storage network is cut; the vserver moves;
+ * - subnet-cut: the switch stops passing the node's ports on the VIPs' subnet (link stays); other
+ *   nodes answer for the VIPs and forward to it; the vserver stays;
  * - subnet-ports without tickles (the peer): the same as subnet-ports on a cluster whose nodes send
  *   no tickle ACKs, as a VIP failover without CTDB's trick behaves.
  * The stall is the longest gap between two replies the client saw. Goal: port <= 500 ms (median).
@@ -37,11 +39,11 @@ if (process.getuid?.() !== 0) {
   process.exit(2);
 }
 
-type Kind = "port" | "subnet-ports" | "storage" | "subnet-ports, no tickles";
+type Kind = "port" | "subnet-ports" | "storage" | "subnet-cut" | "subnet-ports, no tickles";
 const results = new Map<Kind, FailoverRound[]>();
 
 async function round(net: LabCluster, kind: Kind, index: number): Promise<void> {
-  const seconds = kind === "port" ? 6 : 20;
+  const seconds = kind === "port" ? 6 : kind === "subnet-cut" ? 12 : 20;
   const result = await writerRound(
     net.cluster,
     {
@@ -65,6 +67,15 @@ async function round(net: LabCluster, kind: Kind, index: number): Promise<void> 
         );
         return { takenOverBy: from };
       }
+      if (kind === "subnet-cut") {
+        await net.lab.fault({ kind: "subnet-down", node: from, subnet: "A" });
+        await until(
+          "the VIPs routed through other nodes",
+          async () => ((await net.cluster.snapshot()).routes.size === net.vips.length ? true : undefined),
+          30_000,
+        );
+        return { takenOverBy: from };
+      }
       if (kind === "storage") await net.lab.fault({ kind: "storage-cut", node: from });
       else {
         await net.lab.fault({ kind: "port-down", node: from, port: "eth0" });
@@ -74,6 +85,12 @@ async function round(net: LabCluster, kind: Kind, index: number): Promise<void> 
     },
   );
   await net.lab.fault({ kind: "heal" });
+  if (kind === "subnet-cut")
+    await until(
+      "the routes gone",
+      async () => ((await net.cluster.snapshot()).routes.size === 0 ? true : undefined),
+      30_000,
+    );
   const list = results.get(kind) ?? [];
   list.push(result);
   results.set(kind, list);
@@ -93,7 +110,7 @@ async function runKinds(tag: string, tickle: boolean, kinds: readonly Kind[]): P
 }
 
 process.stdout.write(`net: ${rounds} faults of each kind, libnfs FILE_SYNC writer in a client namespace\n`);
-await runKinds("bnet", true, ["port", "subnet-ports", "storage"]);
+await runKinds("bnet", true, ["port", "subnet-ports", "storage", "subnet-cut"]);
 await runKinds("bnet0", false, ["subnet-ports, no tickles"]);
 
 const fmt = (ms: number): string => `${Math.round(ms)} ms`;
