@@ -23,7 +23,10 @@ export interface BackgroundGateLimits {
 export const BACKGROUND_GATE_DEFAULTS: BackgroundGateLimits = {
   quietMs: 2,
   waitMaxMs: 25,
-  inFlightMax: 4,
+  // Half of libuv's four file-system threads: a background request may end in an fsync that holds
+  // its thread for as long as the disk takes, and a client arriving in the quiet spell must still
+  // find a thread for its write.
+  inFlightMax: 2,
   waitingMax: 1024,
 };
 

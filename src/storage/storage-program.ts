@@ -48,6 +48,8 @@ export class ServerCounters {
 export interface StorageServerHooks {
   /** A copy has read its blocks from the source and is about to queue its write. */
   readonly afterCopySourceRead?: (chunk: ChunkRef, blockOffset: number, blockCount: number) => Promise<void>;
+  /** A client's write has entered the background gate (it counts as in flight) and not the store yet. */
+  readonly duringClientWrite?: (chunk: ChunkRef) => Promise<void>;
 }
 
 export interface StorageProgramOptions {
@@ -178,9 +180,11 @@ function makeHandlers(options: StorageProgramOptions): Handlers {
     WRITE: async (a) => {
       checkWrite(a);
       const startedAt = performance.now();
-      await gate.foreground(() =>
-        store.write(a.chunk, a.blockOffset, a.data, a.checksums, owner(a.chunk.volumeId, a.ownerEpoch)),
-      );
+      const write = () =>
+        store.write(a.chunk, a.blockOffset, a.data, a.checksums, owner(a.chunk.volumeId, a.ownerEpoch));
+      const held = options.hooks?.duringClientWrite;
+      // Without the hook the write still reaches the store before the handler's first await.
+      await gate.foreground(held === undefined ? write : () => held(a.chunk).then(write));
       counters.writtenBytes += a.data.length;
       const blocks = a.data.length / BLOCK_BYTES;
       counters.load.record(
@@ -204,13 +208,17 @@ function makeHandlers(options: StorageProgramOptions): Handlers {
       return done(epochs.fence(a.volumeId, a.ownerEpoch));
     },
     OWNER_EPOCH: async (a) => epochs.current(a.volumeId),
-    BEGIN_FILL: (a) => done(store.beginFill(a.chunk, a.generation)),
+    // A move's own steps wait for the clients like its copies do: each ends in an fsync (the new
+    // file and its directory, the filled chunk, the directory after a drop) that holds one of the
+    // few file-system threads a client's write needs, for as long as the disk takes. Four moves
+    // ending their fills at once held all four for 36 ms, and every client write waited.
+    BEGIN_FILL: (a) => done(gate.background(() => store.beginFill(a.chunk, a.generation))),
     COPY_FROM: (a) => copyFrom(options, a),
-    END_FILL: (a) => done(store.endFill(a.chunk, a.generation)),
+    END_FILL: (a) => done(gate.background(() => store.endFill(a.chunk, a.generation))),
     // Not gated: a verification compares the source's and the copy's checksums, which must be taken
     // close together under client writes; delayed apart they differ and restart the copy.
     CHECKSUMS: (a) => store.checksums(a.chunk, a.blockCount),
-    DROP_CHUNK: (a) => done(store.drop(a.chunk)),
+    DROP_CHUNK: (a) => done(gate.background(() => store.drop(a.chunk))),
     STATS: async () => options.stats(),
   };
 }

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { type Logger, pino } from "pino";
 import { RpcServer } from "../rpc/server.ts";
 import { ClusterSecret, ServerAuthenticator } from "./auth.ts";
+import { BackgroundGate, type BackgroundGateLimits } from "./background-gate.ts";
 import type { ServerLoadRecord } from "./catalog.ts";
 import { ChunkStore } from "./chunk-store.ts";
 import { replaceFile } from "./durable-file.ts";
@@ -41,6 +42,8 @@ export interface StorageServerOptions {
   readonly ownerEpochs?: Iterable<readonly [volumeId: string, epoch: number]>;
   /** Chunk files open at once (default 256). */
   readonly openFilesMax?: number;
+  /** How background work (copies, a move's steps) yields to clients; BACKGROUND_GATE_DEFAULTS if unset. */
+  readonly backgroundGate?: Partial<BackgroundGateLimits>;
   /** Tests only. */
   readonly hooks?: StorageServerHooks;
   /** Tests only: see ChunkStoreOptions.unsafeIgnoreFreshBlocks. */
@@ -121,7 +124,7 @@ export class StorageServer implements AsyncDisposable {
     });
     const auth = new ServerAuthenticator(secret, serverId);
     const peers = new PeerClients({ directory: options.directory, secret, logger: log });
-    const counters = new ServerCounters();
+    const counters = new ServerCounters(new BackgroundGate(options.backgroundGate));
     const stats = () => statsOf(serverId, options.capacityBytes, store, counters);
     const program = storageProgram({
       serverId,

@@ -445,3 +445,55 @@ test("storage server: a real process, killed with SIGKILL after a flush, restart
   await assert.rejects(client.write(chunk, 2, 0, blocks(1, 1)), rejectsWith("FENCED"));
   assert.equal(await server.stop("SIGTERM"), 0, server.output());
 });
+
+test("storage server: a move's own steps (begin fill, end fill, drop) wait while a client's write is in flight", async () => {
+  await using dir = await tempDir();
+  const secret = newSecret();
+  const reached = gate();
+  const release = gate();
+  const busy: ChunkRef = { volumeId: "vol", chunkIndex: 1 };
+  const filled: ChunkRef = { volumeId: "vol", chunkIndex: 2 };
+  const next: ChunkRef = { volumeId: "vol", chunkIndex: 3 };
+  await using server = await startTestServer({
+    dataDir: dir.path,
+    secret,
+    // Nothing goes for having waited long: only the client's write finishing lets the steps through.
+    backgroundGate: { waitMaxMs: 60_000 },
+    hooks: {
+      duringClientWrite: async (written) => {
+        if (written.chunkIndex !== busy.chunkIndex) return;
+        reached.open();
+        await release.opened;
+      },
+    },
+  });
+  await using client = clientOf(server, secret);
+  await client.createChunk(chunk, 1);
+  await client.createChunk(busy, 1);
+  await client.beginFill(filled, 1);
+  const write = client.write(busy, 1, 0, blocks(7, 1));
+  await reached.opened;
+  const settled: string[] = [];
+  const steps = Promise.all(
+    (
+      [
+        ["begin fill", client.beginFill(next, 1)],
+        ["end fill", client.endFill(filled, 1)],
+        ["drop", client.dropChunk(chunk)],
+      ] as const
+    ).map(([name, step]) => step.then(() => settled.push(name))),
+  );
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.deepEqual(settled, [], "no step of a move runs beside the client's write");
+  } finally {
+    release.open();
+  }
+  await write;
+  await steps;
+  assert.deepEqual([...settled].sort(), ["begin fill", "drop", "end fill"]);
+  await assert.rejects(client.read(chunk, 1, 0, 1), rejectsWith("NO_CHUNK"), "the drop happened");
+  await assert.rejects(client.copyFrom(filled, 1, "s2", 0, 1), rejectsWith("STALE_COPY"), "filling ended");
+  assert.deepEqual(await client.read(busy, 1, 0, 1), blocks(7, 1));
+  await client.endFill(next, 1);
+});

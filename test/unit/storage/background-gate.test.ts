@@ -105,6 +105,23 @@ describe("background gate", () => {
     assert.ok(gate.counters().forced >= 1);
   });
 
+  it("by default keeps half of libuv's four file-system threads free of background work on a quiet server", async () => {
+    const gate = new BackgroundGate();
+    let running = 0;
+    let runningMax = 0;
+    await Promise.all(
+      Array.from({ length: 6 }, () =>
+        gate.background(async () => {
+          running++;
+          runningMax = Math.max(runningMax, running);
+          await sleep(5);
+          running--;
+        }),
+      ),
+    );
+    assert.equal(runningMax, 2);
+  });
+
   it("refuses background work beyond its waiting bound with a retryable error", async () => {
     const gate = new BackgroundGate({ ...limits, waitMaxMs: 10_000 });
     let releaseClient = (): void => undefined;
