@@ -21,9 +21,11 @@ import {
   placementRecordSchema,
 } from "./catalog.ts";
 import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
+import { recordEvents } from "./event-log.ts";
 import { newMigration } from "./live-move.ts";
 import { drainMoveKind, type LiveMoveWish, memoryPressureMoves } from "./live-move-policy.ts";
 import { termCompare } from "./master-election.ts";
+import { nodeEvent, planEvents } from "./master-events.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
 import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
 import { defaultGraceMs, ReachMemory, vserverRequires } from "./reach.ts";
@@ -128,6 +130,7 @@ export class Master implements AsyncDisposable {
     known.sinceMs = nowMs;
     if (!alive) known.hasDied = true;
     this.log.info({ nodeId, alive }, alive ? "node joined" : "node lost its lease");
+    recordEvents(this.options.store, [nodeEvent(nodeId, alive, this.options.nodeId, nowMs)], this.log);
   }
 
   private schedule(): void {
@@ -250,10 +253,16 @@ export class Master implements AsyncDisposable {
           "placement",
         );
     }
+    const written = new Set<string>();
     await runBounded(changed.length, WRITES_IN_FLIGHT_MAX, async (i) => {
       const vserver = changed[i]!;
-      await this.writePlacement(snapshot, vserver);
+      if (await this.writePlacement(snapshot, vserver)) written.add(vserver.id);
     });
+    recordEvents(
+      this.options.store,
+      planEvents(state, actions, written, this.options.nodeId, nowMs),
+      this.log,
+    );
   }
 
   /**
@@ -284,7 +293,7 @@ export class Master implements AsyncDisposable {
     this.log.info({ ...wish, requestId: record.requestId }, "live move requested");
   }
 
-  private async writePlacement(snapshot: ClusterSnapshot, vserver: Vserver): Promise<void> {
+  private async writePlacement(snapshot: ClusterSnapshot, vserver: Vserver): Promise<boolean> {
     const key = clusterKeys.placement(vserver.id);
     const known = snapshot.placements.get(vserver.id);
     const record: PlacementRecord = {
@@ -313,6 +322,7 @@ export class Master implements AsyncDisposable {
     this.log.info({ vserverId: vserver.id, record, ok: result.succeeded }, "DEBUG placement write");
     if (result.succeeded) this.counters.placementsWritten++;
     else this.counters.conflicts++;
+    return result.succeeded;
   }
 
   async close(): Promise<void> {

@@ -31,6 +31,8 @@ import {
 } from "./catalog.ts";
 import { ClusterView } from "./cluster-view.ts";
 import { placeVserver } from "./desired-state.ts";
+import { recordEvents } from "./event-log.ts";
+import type { EventInput } from "./event-record.ts";
 import { HANDOVER_WAIT_MS_DEFAULT, type HolderClaim, releaseHolder, takeHolder } from "./handover.ts";
 import {
   checkLiveMove,
@@ -606,6 +608,13 @@ export class NodeAgent implements AsyncDisposable {
         bytesSent: sender.bytesSent,
         suspendedMs,
       });
+      this.event({
+        kind: "live-move",
+        cause: "moved",
+        subject: id,
+        reason: `moved live from ${nodeId} to ${to}: ${sender.pagesSent} pages (${Math.round(sender.bytesSent / 1024)} KiB) in ${rounds} pre-copy rounds, suspended ${suspendedMs} ms`,
+        details: { from: nodeId, to, requestId, suspendedMs },
+      });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       const reason = `${step}: ${message}`;
@@ -618,6 +627,13 @@ export class NodeAgent implements AsyncDisposable {
       }
       sender?.abort();
       log.warn({ reason }, "live move failed; the vserver goes on serving here");
+      this.event({
+        kind: "live-move",
+        cause: "rolled-back",
+        subject: id,
+        reason: `live move to ${to} rolled back, still serving on ${nodeId}: ${reason}`,
+        details: { from: nodeId, to, requestId },
+      });
       await report({
         state: "failed",
         reason,
@@ -643,11 +659,23 @@ export class NodeAgent implements AsyncDisposable {
     log.info({ volumeId }, "made a file system on a new volume");
   }
 
+  /** An event this node decided or saw happen to it (see event-log.ts). */
+  private event(input: Omit<EventInput, "atMs" | "by">): void {
+    recordEvents(this.options.store, [{ ...input, atMs: Date.now(), by: this.options.nodeId }], this.log);
+  }
+
   private onFenced(id: string, served: Served, error: BlockDeviceError): void {
     if (served.fenced) return;
     served.fenced = true;
     this.fencedAt.set(id, served.generation);
     this.log.error({ vserverId: id, err: error }, "fenced by a newer owner: stopping this vserver at once");
+    this.event({
+      kind: "fence",
+      cause: "fenced",
+      subject: id,
+      reason: `node ${this.options.nodeId} was refused by a storage server (a newer owner took the volume): it stopped serving at once`,
+      details: { generation: served.generation, error: error.message },
+    });
     void served.runtime?.abort();
     this.reconcile();
   }

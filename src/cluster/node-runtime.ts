@@ -27,6 +27,7 @@ import {
   encodeRecord,
   type NodeRecord,
 } from "./catalog.ts";
+import { tierEventSink } from "./event-log.ts";
 import { Master } from "./master.ts";
 import { MasterElection } from "./master-election.ts";
 import type { NodeRole, PlannerPolicy } from "./model.ts";
@@ -261,6 +262,7 @@ export class NodeRuntime implements AsyncDisposable {
       mover,
       graceMs: this.options.storageGraceMs,
       logger: this.log,
+      onEvent: tierEventSink(this.options.store, this.nodeId, this.log),
     });
     const volumeServers = new VolumeServers(this.options.store, this.log);
     const master = Master.start({
@@ -284,6 +286,7 @@ export class NodeRuntime implements AsyncDisposable {
       auto: balance?.auto ?? true,
       ...(balance === undefined ? {} : { policy: balance, intervalMs: balance.intervalMs }),
       logger: this.log,
+      onEvent: tierEventSink(this.options.store, this.nodeId, this.log),
     });
     this.master = { master, supervisor, balancer, volumeServers };
     supervisor.start();

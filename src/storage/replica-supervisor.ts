@@ -19,6 +19,7 @@ import type { ChunkMover, MovePlan } from "./chunk-mover.ts";
 import { chooseTarget } from "./placement.ts";
 import { updateRoute } from "./routing.ts";
 import type { ServerRegistry } from "./server-registry.ts";
+import type { TierEventSink } from "./tier-events.ts";
 import { runBounded } from "./volumes.ts";
 
 export interface ReplicaSupervisorOptions {
@@ -31,6 +32,8 @@ export interface ReplicaSupervisorOptions {
   readonly intervalMs?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** Told of servers declared dead and of re-replication passes (for the cluster's event stream). */
+  readonly onEvent?: TierEventSink;
 }
 
 export interface RepairProgress {
@@ -120,6 +123,13 @@ export class ReplicaSupervisor implements AsyncDisposable {
           { serverId, missingMs: now - since },
           "storage server declared dead; re-replicating its chunks",
         );
+        this.options.onEvent?.({
+          kind: "repair",
+          cause: "server-dead",
+          subject: serverId,
+          reason: `storage server ${serverId} was missing for ${now - since} ms: declared dead, its chunks get new replicas`,
+          details: { missingMs: now - since },
+        });
         census = await takeCensus(store);
       }
     }
@@ -219,6 +229,14 @@ export class ReplicaSupervisor implements AsyncDisposable {
       }
     }
     this.log.info({ ...this.counts }, "re-replication pass done");
+    const failed = results.filter((r) => r.status === "rejected").length;
+    this.options.onEvent?.({
+      kind: "repair",
+      cause: "re-replicated",
+      subject: [...new Set(plans.map((p) => p.volumeId))].join(",").slice(0, 128),
+      reason: `re-replicated ${plans.length - failed} of ${plans.length} chunks short of a replica${failed > 0 ? ` (${failed} failed; retried next pass)` : ""}`,
+      details: { chunks: plans.length, failed },
+    });
   }
 
   /**
@@ -231,6 +249,12 @@ export class ReplicaSupervisor implements AsyncDisposable {
       if (!named) {
         await this.options.store.delete(keys.dead(serverId));
         this.log.info({ serverId }, "dead server fully replaced");
+        this.options.onEvent?.({
+          kind: "repair",
+          cause: "replaced",
+          subject: serverId,
+          reason: `dead storage server ${serverId} is fully replaced: no route names it any more`,
+        });
       }
     }
   }
