@@ -13,6 +13,7 @@ import type { BlockDeviceError } from "../block/index.ts";
 import { RemoteBlockDevice } from "../block/remote-device.ts";
 import { mkfs } from "../fs/index.ts";
 import { parseExportRule } from "../nfs/exports.ts";
+import type { ProcedureMetrics } from "../nfs/metrics.ts";
 import { PagePool } from "../service/arena.ts";
 import { MoveListener, type MoveManifest, type MoveOffer, MoveSender } from "../service/move-channel.ts";
 import { SERVICE_PAGES_MAX_DEFAULT, ServiceState } from "../service/service-state.ts";
@@ -67,6 +68,8 @@ export interface NodeAgentOptions {
     /** The pre-copy's bandwidth limit (0: none); the final copy, inside the stall, has none. */
     readonly precopyBytesPerSec?: number;
   };
+  /** Where each vserver's NFS calls are counted (for /metrics); each runtime counts its own otherwise. */
+  readonly nfsMetrics?: (vserverId: string) => ProcedureMetrics;
   /** Pages for every vserver's service state on this node (default 16 vservers' worth). */
   readonly statePagesMax?: number;
   /** The node's vserver slots (a live move is refused when they are all taken). */
@@ -419,6 +422,9 @@ export class NodeAgent implements AsyncDisposable {
         exports,
         logger: log,
         pages: this.pages,
+        ...(this.options.nfsMetrics === undefined
+          ? {}
+          : { metrics: this.options.nfsMetrics(spec.vserverId) }),
         ...(state === undefined ? {} : { state }),
         ...(this.options.cacheBytes === undefined ? {} : { cacheBytes: this.options.cacheBytes }),
       });

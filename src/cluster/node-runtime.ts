@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { NodeNetwork } from "../net/node-network.ts";
 import type { PortConfig } from "../net/port-monitor.ts";
 import { commandRunner, LinuxVipDriver, LoopbackVipDriver } from "../net/vip-driver.ts";
+import type { ProcedureMetrics } from "../nfs/metrics.ts";
 import type { BalancePolicy } from "../storage/balance-plan.ts";
 import { StorageBalancer } from "../storage/balancer.ts";
 import { ChunkMover } from "../storage/chunk-mover.ts";
@@ -77,6 +78,8 @@ export interface NodeRuntimeOptions {
     /** Tickle the previous holder's clients when VIPs arrive (default true). */
     readonly tickle?: boolean;
   };
+  /** Where its vservers' NFS calls are counted (see NodeAgentOptions.nfsMetrics). */
+  readonly nfsMetrics?: (vserverId: string) => ProcedureMetrics;
   /** The storage balancer this node runs while it is master (default: automatic, default policy). */
   readonly storageBalance?: BalancePolicy & { readonly auto: boolean; readonly intervalMs: number };
   readonly logger: Logger;
@@ -198,6 +201,7 @@ export class NodeRuntime implements AsyncDisposable {
           precopyBytesPerSec: this.options.precopyBytesPerSec ?? 0,
         },
         vserversMax: this.options.vserversMax,
+        ...(this.options.nfsMetrics === undefined ? {} : { nfsMetrics: this.options.nfsMetrics }),
         ...(this.options.statePagesMax === undefined ? {} : { statePagesMax: this.options.statePagesMax }),
       });
     }

@@ -127,7 +127,7 @@ export class ReplicaSupervisor implements AsyncDisposable {
           kind: "repair",
           cause: "server-dead",
           subject: serverId,
-          reason: `storage server ${serverId} was missing for ${now - since} ms: declared dead, its chunks get new replicas`,
+          reason: `storage server ${serverId} left the registry and stayed away past its grace (${this.graceMs} ms): declared dead, its chunks get new replicas`,
           details: { missingMs: now - since },
         });
         census = await takeCensus(store);
@@ -217,6 +217,13 @@ export class ReplicaSupervisor implements AsyncDisposable {
       return;
     }
     this.log.info({ chunks: plans.length }, "re-replicating");
+    this.options.onEvent?.({
+      kind: "repair",
+      cause: "re-replicating",
+      subject: volumesOf(plans),
+      reason: `${plans.length} chunks are short of a replica (or have one on a dead server): copying them to servers with room`,
+      details: { chunks: plans.length, unavailable },
+    });
     const results = await Promise.allSettled(plans.map((plan) => mover.move(plan)));
     for (const [i, result] of results.entries()) {
       if (result.status === "fulfilled") this.counts.repaired++;
@@ -233,7 +240,7 @@ export class ReplicaSupervisor implements AsyncDisposable {
     this.options.onEvent?.({
       kind: "repair",
       cause: "re-replicated",
-      subject: [...new Set(plans.map((p) => p.volumeId))].join(",").slice(0, 128),
+      subject: volumesOf(plans),
       reason: `re-replicated ${plans.length - failed} of ${plans.length} chunks short of a replica${failed > 0 ? ` (${failed} failed; retried next pass)` : ""}`,
       details: { chunks: plans.length, failed },
     });
@@ -271,4 +278,9 @@ export class ReplicaSupervisor implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The volumes of some moves, for an event's subject (clipped to its bound). */
+function volumesOf(plans: readonly MovePlan[]): string {
+  return [...new Set(plans.map((p) => p.volumeId))].join(",").slice(0, 128);
 }

@@ -5,7 +5,7 @@
  */
 export interface TierEvent {
   readonly kind: "repair" | "balance";
-  /** A short slug: "server-dead", "re-replicated", "replaced", "hot", "full". */
+  /** A short slug: "server-dead", "re-replicating", "re-replicated", "replaced", "hot", "full". */
   readonly cause: string;
   /** A server id, or "volume#chunk". */
   readonly subject: string;
