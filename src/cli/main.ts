@@ -2,7 +2,6 @@ import { Command, CommanderError } from "commander";
 import { registerAdmin } from "./admin.ts";
 import { registerClusterUp } from "./cluster-up.ts";
 import { registerDemo } from "./demo.ts";
-import { registerEvents } from "./events.ts";
 import { registerFsck } from "./fsck.ts";
 import { registerLab } from "./lab.ts";
 import { registerMkfs } from "./mkfs.ts";
@@ -28,7 +27,6 @@ function buildProgram(): Command {
   registerNode(program);
   registerClusterUp(program);
   registerAdmin(program);
-  registerEvents(program);
   registerLab(program);
   return program;
 }

@@ -7,7 +7,6 @@
 import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import type { ProcedureMetrics } from "../nfs/metrics.ts";
 import { readSecretFile, writeSecretFile } from "../storage/secret-file.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
 import type { CoordinationStore } from "../store/index.ts";
@@ -26,8 +25,6 @@ export interface LocalClusterOptions {
   readonly policy?: PlannerPolicy;
   /** Service-state pages per node, where not the default (a small one refuses live moves in). */
   readonly statePagesMaxByNode?: Readonly<Record<string, number>>;
-  /** Where every node's vservers count their NFS calls: one place for the whole process. */
-  readonly nfsMetrics?: (vserverId: string) => ProcedureMetrics;
   readonly logger: Logger;
 }
 
@@ -90,7 +87,6 @@ export class LocalCluster implements AsyncDisposable {
       vserversMax: 64,
       storageGraceMs: this.options.storageGraceMs,
       ...(this.options.policy === undefined ? {} : { policy: this.options.policy }),
-      ...(this.options.nfsMetrics === undefined ? {} : { nfsMetrics: this.options.nfsMetrics }),
       ...(this.options.statePagesMaxByNode?.[nodeId] === undefined
         ? {}
         : { statePagesMax: this.options.statePagesMaxByNode[nodeId] }),

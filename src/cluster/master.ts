@@ -22,11 +22,9 @@ import {
   placementRecordSchema,
 } from "./catalog.ts";
 import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
-import { recordEvents } from "./event-log.ts";
 import { newMigration } from "./live-move.ts";
 import { drainMoveKind, type LiveMoveWish, memoryPressureMoves } from "./live-move-policy.ts";
 import { termCompare } from "./master-election.ts";
-import { nodeEvent, planEvents } from "./master-events.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
 import { plannedRoutes, withoutRoutedSubnets } from "./network-view.ts";
 import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
@@ -139,7 +137,6 @@ export class Master implements AsyncDisposable {
     known.sinceMs = nowMs;
     if (!alive) known.hasDied = true;
     this.log.info({ nodeId, alive }, alive ? "node joined" : "node lost its lease");
-    recordEvents(this.options.store, [nodeEvent(nodeId, alive, this.options.nodeId, nowMs)], this.log);
   }
 
   private schedule(): void {
@@ -282,16 +279,10 @@ export class Master implements AsyncDisposable {
           "placement",
         );
     }
-    const written = new Set<string>();
     await runBounded(changed.length, WRITES_IN_FLIGHT_MAX, async (i) => {
       const vserver = changed[i]!;
-      if (await this.writePlacement(snapshot, vserver)) written.add(vserver.id);
+      await this.writePlacement(snapshot, vserver);
     });
-    recordEvents(
-      this.options.store,
-      planEvents(state, actions, written, this.options.nodeId, nowMs),
-      this.log,
-    );
   }
 
   /**
@@ -322,7 +313,7 @@ export class Master implements AsyncDisposable {
     this.log.info({ ...wish, requestId: record.requestId }, "live move requested");
   }
 
-  private async writePlacement(snapshot: ClusterSnapshot, vserver: Vserver): Promise<boolean> {
+  private async writePlacement(snapshot: ClusterSnapshot, vserver: Vserver): Promise<void> {
     const key = clusterKeys.placement(vserver.id);
     const known = snapshot.placements.get(vserver.id);
     const record: PlacementRecord = {
@@ -350,7 +341,6 @@ export class Master implements AsyncDisposable {
     ]);
     if (result.succeeded) this.counters.placementsWritten++;
     else this.counters.conflicts++;
-    return result.succeeded;
   }
 
   async close(): Promise<void> {
