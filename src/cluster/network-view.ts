@@ -7,7 +7,7 @@ import type { NodeReach, PortState, SubnetRoute, VipPlacement } from "../net/mod
 import { planSubnetRoutes, subnetRoutesOf } from "../net/subnet-route.ts";
 import type { RouteRecord } from "./catalog.ts";
 import type { ClusterSnapshot } from "./cluster-view.ts";
-import { SUBNET_LABEL } from "./reach.ts";
+import { SUBNET_LABEL, subnetLabel } from "./reach.ts";
 
 /** Every live node's ports (a record from before probes has link and use the same). */
 export function portStates(snapshot: ClusterSnapshot): PortState[] {
@@ -77,17 +77,23 @@ export function routesNaming(snapshot: ClusterSnapshot | undefined, nodeId: stri
     .filter((r) => r.routerNode === nodeId || r.ownerNode === nodeId);
 }
 
-/** Other live nodes' addresses of usable ports on `subnet`: what this node's ports there probe. */
+/**
+ * What this node's ports on `subnet` probe: one address of each other live node there, of a port
+ * that node finds usable. One a node, because a port counts as cut off only when every target failed
+ * its latest probe and a round asks one target: more targets, slower to tell.
+ */
 export function peerAddresses(
   snapshot: ClusterSnapshot | undefined,
   nodeId: string,
   subnet: string,
 ): string[] {
   if (snapshot === undefined) return [];
-  return portStates(snapshot)
+  const byNode = new Map<string, string>();
+  const usable = portStates(snapshot)
     .filter((p) => p.nodeId !== nodeId && p.subnet === subnet && p.up && p.address !== null)
-    .map((p) => p.address as string)
-    .sort();
+    .sort((a, b) => a.name.localeCompare(b.name));
+  for (const p of usable) if (!byNode.has(p.nodeId)) byNode.set(p.nodeId, p.address as string);
+  return [...byNode.values()].sort();
 }
 
 /** A vserver's requirements less the subnets its VIPs are routed to on its node `nodeId`. */
@@ -100,7 +106,7 @@ export function withoutRoutedSubnets(
   const routed = new Set(
     routes
       .filter((r) => r.vserverId === vserverId && r.ownerNode === nodeId)
-      .map((r) => `${SUBNET_LABEL}${r.subnet}`),
+      .map((r) => subnetLabel(r.subnet)),
   );
   return requires.filter((label) => !routed.has(label));
 }
