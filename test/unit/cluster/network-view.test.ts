@@ -3,29 +3,12 @@ import { test } from "node:test";
 import type { NodeRecord } from "../../../src/cluster/catalog.ts";
 import { emptySnapshot } from "../../../src/cluster/cluster-view.ts";
 import { peerAddresses, withoutRoutedSubnets } from "../../../src/cluster/network-view.ts";
+import { nodeRecord } from "../../support/node-record.ts";
+import { subnetRoute } from "../../support/subnet-route.ts";
 
 const A = "10.7.1.0/24";
 
-function nodeWithPorts(nodeId: string, ports: NodeRecord["ports"]): NodeRecord {
-  return {
-    nodeId,
-    roles: ["filer"],
-    vserversMax: 4,
-    loadPerCore: 0,
-    memoryFreeBytes: 0,
-    reaches: [],
-    storageServerId: null,
-    adminUrl: "",
-    startedAtMs: 0,
-    pid: 1,
-    moveAddress: "",
-    statePagesFree: 0,
-    statePagesMax: 0,
-    ports,
-    vipPorts: [],
-    serviceState: [],
-  };
-}
+const nodeWithPorts = (nodeId: string, ports: NodeRecord["ports"]) => nodeRecord(nodeId, { ports });
 
 const port = (nodeId: string, name: string, address: string, up = true) => ({
   nodeId,
@@ -53,20 +36,7 @@ test("a port probes one usable address of each other node on its subnet", () => 
 });
 
 test("a routed VIP's subnet is no longer required of its owner, and only of its owner", () => {
-  const route = {
-    vip: "10.7.1.50",
-    vserverId: "vs1",
-    subnet: A,
-    routerNode: "n2",
-    routerPort: "eth0",
-    routerViaPort: "eth1",
-    routerAddress: "10.7.2.12",
-    ownerNode: "n1",
-    ownerViaPort: "eth1",
-    ownerAddress: "10.7.2.11",
-    viaSubnet: "10.7.2.0/24",
-    reason: "test",
-  };
+  const route = subnetRoute();
   const requires = [`subnet:${A}`, "storage:s1"];
   assert.deepEqual(withoutRoutedSubnets(requires, "vs1", "n1", [route]), ["storage:s1"]);
   assert.deepEqual(withoutRoutedSubnets(requires, "vs1", "n3", [route]), requires);

@@ -8,6 +8,7 @@ import { StorageReach } from "../../../src/net/storage-reach.ts";
 import type { ArpProber } from "../../../src/net/subnet-probe.ts";
 import type { TcpConnection } from "../../../src/net/tcp-connections.ts";
 import type { VipDriver } from "../../../src/net/vip-driver.ts";
+import { subnetRoute } from "../../support/subnet-route.ts";
 
 const A = "10.7.1.0/24";
 const B = "10.7.2.0/24";
@@ -210,20 +211,8 @@ test("routes naming the node are applied as router and owner, and taken down whe
     ["eth2", true],
     ["eth1", true],
   ]);
-  const route = (vip: string, routerNode: string, ownerNode: string): SubnetRoute => ({
-    vip,
-    vserverId: "vs1",
-    subnet: A,
-    routerNode,
-    routerPort: "eth0",
-    routerViaPort: "eth1",
-    routerAddress: "10.7.2.11",
-    ownerNode,
-    ownerViaPort: "eth1",
-    ownerAddress: "10.7.2.12",
-    viaSubnet: B,
-    reason: "test",
-  });
+  const route = (vip: string, routerNode: string, ownerNode: string): SubnetRoute =>
+    subnetRoute({ vip, routerNode, ownerNode });
   let routes: SubnetRoute[] = [];
   const driver = new RecordingDriver();
   const { net } = await network(links, driver, { routes: () => routes });

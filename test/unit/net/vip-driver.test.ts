@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LinuxVipDriver, LoopbackVipDriver, VipDriverError } from "../../../src/net/vip-driver.ts";
+import { subnetRoute } from "../../support/subnet-route.ts";
 
 test("the loopback driver holds only 127.0.0.0/8 addresses", async () => {
   const driver = new LoopbackVipDriver();
@@ -83,20 +84,7 @@ test("the Linux driver routes through a router: proxy ARP and a host route there
       return argv[0] === "arping" ? "2 packets transmitted, 0 packets received" : "";
     },
   });
-  const route = {
-    vip: "10.7.1.50",
-    vserverId: "vs1",
-    subnet: "10.7.1.0/24",
-    routerNode: "n2",
-    routerPort: "eth0",
-    routerViaPort: "eth1",
-    routerAddress: "10.7.2.12",
-    ownerNode: "n1",
-    ownerViaPort: "eth1",
-    ownerAddress: "10.7.2.11",
-    viaSubnet: "10.7.2.0/24",
-    reason: "test",
-  };
+  const route = subnetRoute();
   await driver.forwardFor(route);
   await driver.replyVia(route);
   await driver.replyVia({ ...route, vip: "10.7.1.51" });
