@@ -20,6 +20,8 @@ export interface LocalClusterOptions {
   readonly leaseTtlMs: number;
   readonly storageLeaseTtlMs: number;
   readonly storageGraceMs: number;
+  /** See NodeRuntimeOptions.takeoverGraceMs: how long a new master waits for nodes it has not seen yet. */
+  readonly takeoverGraceMs?: number;
   /** Space each node's storage server offers. */
   readonly capacityBytes: number;
   readonly policy?: PlannerPolicy;
@@ -86,6 +88,9 @@ export class LocalCluster implements AsyncDisposable {
       leaseTtlMs: this.options.leaseTtlMs,
       vserversMax: 64,
       storageGraceMs: this.options.storageGraceMs,
+      ...(this.options.takeoverGraceMs === undefined
+        ? {}
+        : { takeoverGraceMs: this.options.takeoverGraceMs }),
       ...(this.options.policy === undefined ? {} : { policy: this.options.policy }),
       ...(this.options.statePagesMaxByNode?.[nodeId] === undefined
         ? {}

@@ -39,6 +39,9 @@ async function startCluster(): Promise<LocalCluster> {
     leaseTtlMs: 600,
     storageLeaseTtlMs: 600,
     storageGraceMs: 600,
+    // Nodes start one after another; on a loaded machine the last one is up seconds after the
+    // first became master, and a restart must still find each vserver where it was.
+    takeoverGraceMs: 6000,
     capacityBytes: 4 * 1024 * MiB,
     policy: { nodeSettleMs: 1500, moveCooldownMs: 500 },
     logger,
