@@ -5,6 +5,8 @@
  * and errors into statuses an operator's script can rely on:
  *   400 INVALID, 401 no or wrong token, 404 NOT_FOUND, 409 CONFLICT, 413 body too large,
  *   503 UNAVAILABLE (the store or the storage tier cannot be reached; retry), 500 a bug (logged).
+ * Besides JSON: GET /metrics (Prometheus text, metrics.ts) and GET /v1/events/stream (Server-Sent
+ * Events, event-stream.ts), behind the same token: they name tenants' vservers and their load.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
@@ -29,6 +31,8 @@ import {
   setPriority,
   volumeOwner,
 } from "../cluster/desired-state.ts";
+import { recordEvents, tierEventSink } from "../cluster/event-log.ts";
+import { EVENTS_PAGE_MAX, readEvents } from "../cluster/event-ring.ts";
 import { requestLiveMove } from "../cluster/live-move.ts";
 import { StorageBalancer } from "../storage/balancer.ts";
 import { missingServers, takeCensus, volumeHealth } from "../storage/chunk-census.ts";
@@ -41,6 +45,9 @@ import { createVolume, deleteVolume, VolumeError } from "../storage/volumes.ts";
 import { type CoordinationStore, StoreError } from "../store/index.ts";
 import { parseSize } from "../util/size.ts";
 import { DrainJobs } from "./drain-jobs.ts";
+import { EventStreams, STREAMS_MAX } from "./event-stream.ts";
+import { AdminMetrics } from "./metrics.ts";
+import type { NfsMetrics } from "./nfs-metrics.ts";
 import { buildStatus, type StatusDocument } from "./status.ts";
 
 export const ADMIN_PORT_DEFAULT = 7400;
@@ -61,6 +68,8 @@ export interface AdminServerOptions {
   readonly tokenFile: string;
   readonly logger: Logger;
   readonly faults?: AdminFaults;
+  /** The NFS calls of the vservers this process serves, for /metrics (none: only cluster-wide ones). */
+  readonly nfsMetrics?: NfsMetrics;
 }
 
 type Json = unknown;
@@ -168,10 +177,48 @@ function parse<T>(schema: z.ZodType<T>, body: Json): T {
   return result.data;
 }
 
+/** An answer that is not JSON (the metrics text). */
+class TextReply {
+  readonly contentType: string;
+  readonly text: string;
+  constructor(contentType: string, text: string) {
+    this.contentType = contentType;
+    this.text = text;
+  }
+}
+
 interface Route {
   readonly method: string;
   readonly pattern: RegExp;
-  readonly handle: (params: string[], body: Json) => Promise<Json>;
+  readonly handle: (params: string[], body: Json, query: URLSearchParams) => Promise<Json | TextReply>;
+}
+
+/** A route that keeps the response open and writes it itself (the event stream). */
+interface StreamRoute {
+  readonly method: string;
+  readonly pattern: RegExp;
+  readonly stream: (
+    query: URLSearchParams,
+    request: IncomingMessage,
+    response: ServerResponse,
+  ) => Promise<void>;
+}
+
+type AnyRoute = Route | StreamRoute;
+
+/** A whole number from a query parameter, within bounds; undefined when absent. */
+function queryNumber(query: URLSearchParams, name: string, max: number): number | undefined {
+  const text = query.get(name);
+  if (text === null) return undefined;
+  const parsed = z
+    .string()
+    .regex(/^\d{1,16}$/)
+    .transform(Number)
+    .pipe(z.number().int().max(max))
+    .safeParse(text);
+  if (!parsed.success)
+    throw new HttpError(400, "INVALID", `${name}: a whole number from 0 to ${max}, not "${text}"`);
+  return parsed.data;
 }
 
 export class AdminServer implements AsyncDisposable {
@@ -188,8 +235,8 @@ export class AdminServer implements AsyncDisposable {
   static async start(options: AdminServerOptions): Promise<AdminServer> {
     const token = await loadOrCreateToken(options.tokenFile);
     const expected = digest(token);
-    const routes = buildRoutes(options);
     const log = options.logger.child({ component: "admin-api" });
+    const routes = buildRoutes(options, log);
     const server = createServer((request, response) => {
       void serve(request, response, expected, routes, log);
     });
@@ -263,7 +310,7 @@ async function serve(
   request: IncomingMessage,
   response: ServerResponse,
   expected: Buffer,
-  routes: readonly Route[],
+  routes: readonly AnyRoute[],
   log: Logger,
 ): Promise<void> {
   try {
@@ -277,7 +324,8 @@ async function serve(
         "no or wrong bearer token (see the admin-token file in the data directory)",
       );
     }
-    const path = new URL(request.url ?? "/", "http://localhost").pathname;
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const path = url.pathname;
     const route = routes.find((r) => r.method === request.method && r.pattern.test(path));
     if (route === undefined) {
       request.resume();
@@ -288,9 +336,20 @@ async function serve(
         `${request.method} ${path}: no such route`,
       );
     }
+    if ("stream" in route) {
+      await route.stream(url.searchParams, request, response);
+      return;
+    }
     const params = (route.pattern.exec(path) ?? []).slice(1).map(decodePathPart);
     const body = await readBody(request);
-    send(response, 200, await route.handle(params, body));
+    const reply = await route.handle(params, body, url.searchParams);
+    if (reply instanceof TextReply) {
+      response.writeHead(200, {
+        "content-type": reply.contentType,
+        "content-length": Buffer.byteLength(reply.text),
+      });
+      response.end(reply.text);
+    } else send(response, 200, reply);
   } catch (error) {
     const { status, code, message } = describe(error);
     if (status === 500)
@@ -349,7 +408,7 @@ function sizeOf(size: number | string): number {
   }
 }
 
-function buildRoutes(options: AdminServerOptions): Route[] {
+function buildRoutes(options: AdminServerOptions, log: Logger): AnyRoute[] {
   const { store, registry } = options;
   const balancer = new StorageBalancer({
     store,
@@ -357,7 +416,10 @@ function buildRoutes(options: AdminServerOptions): Route[] {
     mover: new ChunkMover({ store, servers: registry, logger: options.logger }),
     auto: false,
     logger: options.logger,
+    onEvent: tierEventSink(store, ADMIN_API_ACTOR, log),
   });
+  const metrics = new AdminMetrics(store, options.nfsMetrics, log);
+  const streams = new EventStreams(store, log);
   const drains = new DrainJobs({
     store,
     registry,
@@ -379,6 +441,30 @@ function buildRoutes(options: AdminServerOptions): Route[] {
     handle,
   });
   return [
+    route("GET", "/metrics", async () => new TextReply(metrics.contentType, await metrics.text())),
+    // Events after ?since=SEQ (oldest first), or the newest; at most ?limit=N (default 100).
+    route("GET", "/v1/events", async (_, _body, query) => {
+      const since = queryNumber(query, "since", Number.MAX_SAFE_INTEGER);
+      const limit = queryNumber(query, "limit", EVENTS_PAGE_MAX) ?? EVENTS_LIMIT_DEFAULT;
+      return readEvents(store, since === undefined ? { limit } : { since, limit });
+    }),
+    {
+      method: "GET",
+      pattern: /^\/v1\/events\/stream$/,
+      stream: async (query, request, response) => {
+        const lastId = request.headers["last-event-id"];
+        const since =
+          typeof lastId === "string" && lastId !== ""
+            ? queryNumber(new URLSearchParams({ since: lastId }), "since", Number.MAX_SAFE_INTEGER)
+            : queryNumber(query, "since", Number.MAX_SAFE_INTEGER);
+        if (!(await streams.serve(request, response, since)))
+          throw new HttpError(
+            503,
+            "UNAVAILABLE",
+            `at most ${STREAMS_MAX} event streams at once; retry later`,
+          );
+      },
+    },
     route("GET", "/v1/status", () => clusterStatus(store, registry)),
     // The storage tier: servers with their loads, volumes, chunk moves and drains in progress.
     route("GET", "/v1/storage", async () => ({
@@ -418,9 +504,13 @@ function buildRoutes(options: AdminServerOptions): Route[] {
       await deleteVserver(store, vserverId!);
       return { deleted: vserverId };
     }),
-    route("POST", `/v1/vservers/${id}/move`, async ([vserverId], body) =>
-      moveOrLiveMove(store, vserverId!, parse(moveBody, body)),
-    ),
+    route("POST", `/v1/vservers/${id}/move`, async ([vserverId], body) => {
+      const request = parse(moveBody, body);
+      const moved = await moveOrLiveMove(store, vserverId!, request);
+      // A live move is recorded by the node that carried it out, with how it went.
+      if (request.live !== true) recordOperatorMove(store, vserverId!, request.node, log);
+      return moved;
+    }),
     route("POST", `/v1/vservers/${id}/pin`, async ([vserverId]) =>
       strip(await setPinned(store, vserverId!, true)),
     ),
@@ -479,6 +569,28 @@ function buildRoutes(options: AdminServerOptions): Route[] {
       return { killed: node };
     }),
   ];
+}
+
+/** Who decided, in events the admin API records for operators. */
+const ADMIN_API_ACTOR = "admin-api";
+const EVENTS_LIMIT_DEFAULT = 100;
+
+function recordOperatorMove(store: CoordinationStore, vserverId: string, node: string, log: Logger): void {
+  recordEvents(
+    store,
+    [
+      {
+        atMs: Date.now(),
+        kind: "move",
+        cause: "operator",
+        subject: vserverId,
+        by: ADMIN_API_ACTOR,
+        reason: `an operator moved it to ${node} (flotilla vserver move)`,
+        details: { to: node },
+      },
+    ],
+    log,
+  );
 }
 
 /** A vserver record without its handle key: the key never leaves the cluster. */

@@ -3,8 +3,9 @@
  * run and why not, volumes and their health. Assembled from a snapshot of the store and the storage
  * census; pure, so the admin API and the tests build the same document.
  */
+
+import { describeBlocked } from "../cluster/blocked-text.ts";
 import type { ClusterSnapshot } from "../cluster/cluster-view.ts";
-import type { Blocked } from "../cluster/model.ts";
 import { ARENA_PAGE_BYTES } from "../service/arena.ts";
 import type { VolumeHealth } from "../storage/chunk-census.ts";
 
@@ -79,22 +80,6 @@ export interface StatusDocument {
   readonly vservers: readonly VserverStatus[];
   readonly volumes: readonly VolumeStatus[];
   readonly routes: readonly RouteStatus[];
-}
-
-/** Why a vserver is not where it should be, in words an operator can act on. */
-export function describeBlocked(blocked: Blocked): string {
-  switch (blocked.code) {
-    case "pinned-node-dead":
-      return `pinned, and its node ${blocked.node} is dead: it stays down until ${blocked.node} returns or you move it (flotilla vserver move)`;
-    case "no-node":
-      return "no node can take it: none is alive, enabled and a filer";
-    case "no-capacity":
-      return "every node that could take it runs as many vservers as it may";
-    case "cooldown":
-      return `moved recently; it leaves its draining node at ${new Date(blocked.untilMs).toISOString()}`;
-    case "unreachable":
-      return `its node does not reach ${blocked.missing.join(", ")}, and it stays: it is pinned, or no node that reaches all it needs has a free slot`;
-  }
 }
 
 /** `ownerEpochs`: each volume's owner epoch (storage/owners/), 0 where none is recorded. */

@@ -53,12 +53,8 @@ const EXIT_OF_STATUS: Record<number, number> = {
   503: EXIT.UNAVAILABLE,
 };
 
-export async function call(
-  options: CommonOptions,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<unknown> {
+/** The bearer token from --token-file. */
+export async function readToken(options: CommonOptions): Promise<string> {
   let token: string;
   try {
     token = (await readFile(options.tokenFile, "utf8")).trim();
@@ -69,6 +65,25 @@ export async function call(
     );
   }
   if (token === "") throw new ApiFailure(EXIT.UNAUTHORIZED, `the token file ${options.tokenFile} is empty`);
+  return token;
+}
+
+/** The failure of a request that got no answer at all. */
+export function unreachable(options: CommonOptions, error: unknown): ApiFailure {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+  return new ApiFailure(
+    EXIT.UNAVAILABLE,
+    `the admin API at ${options.api} cannot be reached (${cause}); is the cluster up?`,
+  );
+}
+
+export async function call(
+  options: CommonOptions,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  const token = await readToken(options);
   let response: Response;
   try {
     response = await fetch(new URL(path, options.api), {
@@ -78,12 +93,7 @@ export async function call(
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch (error) {
-    const cause =
-      error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
-    throw new ApiFailure(
-      EXIT.UNAVAILABLE,
-      `the admin API at ${options.api} cannot be reached (${cause}); is the cluster up?`,
-    );
+    throw unreachable(options, error);
   }
   const text = await response.text();
   let parsed: unknown;

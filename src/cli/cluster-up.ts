@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { ADMIN_PORT_DEFAULT, AdminServer } from "../api/admin-server.ts";
+import { NfsMetrics } from "../api/nfs-metrics.ts";
 import { readClusterSnapshot } from "../cluster/cluster-view.ts";
 import { createVserver } from "../cluster/desired-state.ts";
 import { LocalCluster } from "../cluster/local-cluster.ts";
@@ -108,8 +109,11 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
   const store = await EmbeddedStore.open({ persistPath: join(dataDir, "store.json") });
   const nodeIds = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
   output.line(`starting ${nodeIds.length} nodes (data in ${dataDir}, logs in ${logFile})`);
+  // Every node of this process counts its vservers' NFS calls here; the admin API serves them.
+  const nfsMetrics = new NfsMetrics();
   const cluster = await LocalCluster.start({
     dataDir,
+    nfsMetrics: nfsMetrics.forVserver,
     store,
     nodeIds,
     leaseTtlMs: options.leaseTtl,
@@ -129,6 +133,7 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
       tokenFile,
       logger,
       faults: { killNode: (nodeId) => cluster.killNode(nodeId) },
+      nfsMetrics,
     });
   } catch (error) {
     await cluster.stop();

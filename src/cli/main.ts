@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { registerAdmin } from "./admin.ts";
 import { registerClusterUp } from "./cluster-up.ts";
 import { registerDemo } from "./demo.ts";
+import { registerEvents } from "./events.ts";
 import { registerFsck } from "./fsck.ts";
 import { registerLab } from "./lab.ts";
 import { registerMkfs } from "./mkfs.ts";
@@ -27,6 +28,7 @@ function buildProgram(): Command {
   registerNode(program);
   registerClusterUp(program);
   registerAdmin(program);
+  registerEvents(program);
   registerLab(program);
   return program;
 }

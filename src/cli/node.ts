@@ -9,6 +9,7 @@ import type { Command } from "commander";
 import { pino } from "pino";
 import { z } from "zod";
 import { ADMIN_PORT_DEFAULT, AdminServer } from "../api/admin-server.ts";
+import { NfsMetrics } from "../api/nfs-metrics.ts";
 import { ID_PATTERN } from "../cluster/catalog.ts";
 import {
   NODE_LEASE_TTL_MS_DEFAULT,
@@ -175,8 +176,10 @@ async function runNode(configPath: string, output: Output): Promise<number> {
   const secret = await readSecretFile(config.secretFile);
   const logger = pino({ name: "flotilla", level: config.logLevel }, pino.destination(2));
   const store = await EtcdStore.connect({ endpoints: config.etcd, namespace: config.namespace });
+  const nfsMetrics = new NfsMetrics();
   const node = await NodeRuntime.start({
     store,
+    nfsMetrics: nfsMetrics.forVserver,
     nodeId: config.nodeId,
     roles: config.roles,
     secret,
@@ -214,6 +217,7 @@ async function runNode(configPath: string, output: Output): Promise<number> {
             port: config.admin.port,
             tokenFile: join(config.dataDir, "admin-token"),
             logger,
+            nfsMetrics,
           });
   } catch (error) {
     // Nothing may stay running behind a failed start: the process must exit.
@@ -258,7 +262,8 @@ export function registerNode(program: Command, output: Output = processOutput): 
         `  storageLeaseTtlMs [${NODE_STORAGE_LEASE_TTL_MS_DEFAULT}]  storageGraceMs [${NODE_STORAGE_GRACE_MS_DEFAULT}]: a storage server missing this long after its lease is dead;`,
         "                  writes to its chunks wait until then (a short grace re-replicates sooner after a restart)",
         `  vserversMax     [${VSERVERS_PER_NODE_DEFAULT}]  nodeSettleMs [30000]  moveCooldownMs [30000]  logLevel [info]`,
-        `  admin           {"host": "127.0.0.1", "port": ${ADMIN_PORT_DEFAULT}}: serve the admin API here (token in dataDir/admin-token)`,
+        `  admin           {"host": "127.0.0.1", "port": ${ADMIN_PORT_DEFAULT}}: serve the admin API here (token in dataDir/admin-token);`,
+        "                  its /metrics has this node's NFS calls: give every filer node one to scrape them all",
         '  network         [{"driver": "loopback"}]: VIPs in 127.0.0.0/8; or',
         '                  {"driver": "linux", "ports": [{"name": "eth0", "subnet": "10.7.1.0/24"}, ...]}: VIPs go',
         "                  on a good port of their subnet (ip addr add + gratuitous ARP) and move to another",

@@ -11,6 +11,7 @@ import { decodeRecord, encodeRecord } from "../storage/catalog.ts";
 import type { Compare, CoordinationStore, LeaseId } from "../store/index.ts";
 import { assert } from "../util/assert.ts";
 import { clusterKeys, type HolderRecord, holderRecordSchema } from "./catalog.ts";
+import { recordEvents } from "./event-log.ts";
 
 /** How long a new owner waits for a live holder to hand over before it fences it anyway. */
 export const HANDOVER_WAIT_MS_DEFAULT = 5_000;
@@ -81,6 +82,21 @@ export async function takeHolder(options: TakeHolderOptions): Promise<HolderClai
       log.warn(
         { holder: holder.nodeId, waitedMs },
         "forced takeover: the holder did not hand over in time; fencing it",
+      );
+      recordEvents(
+        store,
+        [
+          {
+            atMs: Date.now(),
+            kind: "fence",
+            cause: "forced-takeover",
+            subject: options.vserverId,
+            by: nodeId,
+            reason: `node ${holder.nodeId} did not hand over within ${options.waitMs} ms; ${nodeId} fences it and takes the volumes`,
+            details: { from: holder.nodeId, to: nodeId, waitedMs },
+          },
+        ],
+        log,
       );
     } else if (from !== undefined) log.info({ from, waitedMs }, "took over by handover");
     return { key, value, forced: other, waitedMs, from: other ? holder.nodeId : from };

@@ -7,6 +7,7 @@
 import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import type { ProcedureMetrics } from "../nfs/metrics.ts";
 import { readSecretFile, writeSecretFile } from "../storage/secret-file.ts";
 import { ServerRegistry } from "../storage/server-registry.ts";
 import type { CoordinationStore } from "../store/index.ts";
@@ -27,6 +28,8 @@ export interface LocalClusterOptions {
   readonly policy?: PlannerPolicy;
   /** Service-state pages per node, where not the default (a small one refuses live moves in). */
   readonly statePagesMaxByNode?: Readonly<Record<string, number>>;
+  /** Where every node's vservers count their NFS calls: one place for the whole process. */
+  readonly nfsMetrics?: (vserverId: string) => ProcedureMetrics;
   readonly logger: Logger;
 }
 
@@ -92,6 +95,7 @@ export class LocalCluster implements AsyncDisposable {
         ? {}
         : { takeoverGraceMs: this.options.takeoverGraceMs }),
       ...(this.options.policy === undefined ? {} : { policy: this.options.policy }),
+      ...(this.options.nfsMetrics === undefined ? {} : { nfsMetrics: this.options.nfsMetrics }),
       ...(this.options.statePagesMaxByNode?.[nodeId] === undefined
         ? {}
         : { statePagesMax: this.options.statePagesMaxByNode[nodeId] }),

@@ -22,9 +22,11 @@ import {
   placementRecordSchema,
 } from "./catalog.ts";
 import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
+import { recordEvents } from "./event-log.ts";
 import { newMigration } from "./live-move.ts";
 import { drainMoveKind, type LiveMoveWish, memoryPressureMoves } from "./live-move-policy.ts";
 import { termCompare } from "./master-election.ts";
+import { nodeEvent, planEvents } from "./master-events.ts";
 import type { ClusterNode, ClusterState, NodeRole, PlannerPolicy, Vserver } from "./model.ts";
 import { plannedRoutes, withoutRoutedSubnets } from "./network-view.ts";
 import { applyPlan, PLANNER_POLICY_DEFAULT, plan } from "./planner.ts";
@@ -137,6 +139,7 @@ export class Master implements AsyncDisposable {
     known.sinceMs = nowMs;
     if (!alive) known.hasDied = true;
     this.log.info({ nodeId, alive }, alive ? "node joined" : "node lost its lease");
+    recordEvents(this.options.store, [nodeEvent(nodeId, alive, this.options.nodeId, nowMs)], this.log);
   }
 
   private schedule(): void {
@@ -279,10 +282,16 @@ export class Master implements AsyncDisposable {
           "placement",
         );
     }
+    const written = new Set<string>();
     await runBounded(changed.length, WRITES_IN_FLIGHT_MAX, async (i) => {
       const vserver = changed[i]!;
-      await this.writePlacement(snapshot, vserver);
+      if (await this.writePlacement(snapshot, vserver)) written.add(vserver.id);
     });
+    recordEvents(
+      this.options.store,
+      planEvents(state, actions, written, this.options.nodeId, nowMs),
+      this.log,
+    );
   }
 
   /**
@@ -313,7 +322,7 @@ export class Master implements AsyncDisposable {
     this.log.info({ ...wish, requestId: record.requestId }, "live move requested");
   }
 
-  private async writePlacement(snapshot: ClusterSnapshot, vserver: Vserver): Promise<void> {
+  private async writePlacement(snapshot: ClusterSnapshot, vserver: Vserver): Promise<boolean> {
     const key = clusterKeys.placement(vserver.id);
     const known = snapshot.placements.get(vserver.id);
     const record: PlacementRecord = {
@@ -341,6 +350,7 @@ export class Master implements AsyncDisposable {
     ]);
     if (result.succeeded) this.counters.placementsWritten++;
     else this.counters.conflicts++;
+    return result.succeeded;
   }
 
   async close(): Promise<void> {

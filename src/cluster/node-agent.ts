@@ -13,6 +13,7 @@ import type { BlockDeviceError } from "../block/index.ts";
 import { RemoteBlockDevice } from "../block/remote-device.ts";
 import { mkfs } from "../fs/index.ts";
 import { parseExportRule } from "../nfs/exports.ts";
+import type { ProcedureMetrics } from "../nfs/metrics.ts";
 import { PagePool } from "../service/arena.ts";
 import { MoveListener, type MoveManifest, type MoveOffer, MoveSender } from "../service/move-channel.ts";
 import { SERVICE_PAGES_MAX_DEFAULT, ServiceState } from "../service/service-state.ts";
@@ -31,6 +32,8 @@ import {
 } from "./catalog.ts";
 import { type ClusterSnapshot, ClusterView, type ViewChange } from "./cluster-view.ts";
 import { placeVserver } from "./desired-state.ts";
+import { recordEvents } from "./event-log.ts";
+import type { EventInput } from "./event-record.ts";
 import { HANDOVER_WAIT_MS_DEFAULT, type HolderClaim, releaseHolder, takeHolder } from "./handover.ts";
 import {
   checkLiveMove,
@@ -65,6 +68,8 @@ export interface NodeAgentOptions {
     /** The pre-copy's bandwidth limit (0: none); the final copy, inside the stall, has none. */
     readonly precopyBytesPerSec?: number;
   };
+  /** Where each vserver's NFS calls are counted (for /metrics); each runtime counts its own otherwise. */
+  readonly nfsMetrics?: (vserverId: string) => ProcedureMetrics;
   /** Pages for every vserver's service state on this node (default 16 vservers' worth). */
   readonly statePagesMax?: number;
   /** The node's vserver slots (a live move is refused when they are all taken). */
@@ -420,6 +425,9 @@ export class NodeAgent implements AsyncDisposable {
         exports,
         logger: log,
         pages: this.pages,
+        ...(this.options.nfsMetrics === undefined
+          ? {}
+          : { metrics: this.options.nfsMetrics(spec.vserverId) }),
         ...(state === undefined ? {} : { state }),
         ...(this.options.cacheBytes === undefined ? {} : { cacheBytes: this.options.cacheBytes }),
       });
@@ -614,6 +622,13 @@ export class NodeAgent implements AsyncDisposable {
         bytesSent: sender.bytesSent,
         suspendedMs,
       });
+      this.event({
+        kind: "live-move",
+        cause: "moved",
+        subject: id,
+        reason: `moved live from ${nodeId} to ${to}: ${sender.pagesSent} pages (${Math.round(sender.bytesSent / 1024)} KiB) in ${rounds} pre-copy rounds, suspended ${suspendedMs} ms`,
+        details: { from: nodeId, to, requestId, suspendedMs },
+      });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       const reason = `${step}: ${message}`;
@@ -626,6 +641,13 @@ export class NodeAgent implements AsyncDisposable {
       }
       sender?.abort();
       log.warn({ reason }, "live move failed; the vserver goes on serving here");
+      this.event({
+        kind: "live-move",
+        cause: "rolled-back",
+        subject: id,
+        reason: `live move to ${to} rolled back, still serving on ${nodeId}: ${reason}`,
+        details: { from: nodeId, to, requestId },
+      });
       await report({
         state: "failed",
         reason,
@@ -651,11 +673,23 @@ export class NodeAgent implements AsyncDisposable {
     log.info({ volumeId }, "made a file system on a new volume");
   }
 
+  /** An event this node decided or saw happen to it (see event-log.ts). */
+  private event(input: Omit<EventInput, "atMs" | "by">): void {
+    recordEvents(this.options.store, [{ ...input, atMs: Date.now(), by: this.options.nodeId }], this.log);
+  }
+
   private onFenced(id: string, served: Served, error: BlockDeviceError): void {
     if (served.fenced) return;
     served.fenced = true;
     this.fencedAt.set(id, served.generation);
     this.log.error({ vserverId: id, err: error }, "fenced by a newer owner: stopping this vserver at once");
+    this.event({
+      kind: "fence",
+      cause: "fenced",
+      subject: id,
+      reason: `node ${this.options.nodeId} was refused by a storage server (a newer owner took the volume): it stopped serving at once`,
+      details: { generation: served.generation, error: error.message },
+    });
     void served.runtime?.abort();
     this.reconcile();
   }

@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { NodeNetwork } from "../net/node-network.ts";
 import type { PortConfig } from "../net/port-monitor.ts";
 import { commandRunner, LinuxVipDriver, LoopbackVipDriver } from "../net/vip-driver.ts";
+import type { ProcedureMetrics } from "../nfs/metrics.ts";
 import type { BalancePolicy } from "../storage/balance-plan.ts";
 import { StorageBalancer } from "../storage/balancer.ts";
 import { ChunkMover } from "../storage/chunk-mover.ts";
@@ -28,6 +29,7 @@ import {
   type NodeRecord,
   ROUTES_PREFIX,
 } from "./catalog.ts";
+import { tierEventSink } from "./event-log.ts";
 import { Master } from "./master.ts";
 import { MasterElection } from "./master-election.ts";
 import type { NodeRole, PlannerPolicy } from "./model.ts";
@@ -78,6 +80,8 @@ export interface NodeRuntimeOptions {
     /** Tickle the previous holder's clients when VIPs arrive (default true). */
     readonly tickle?: boolean;
   };
+  /** Where its vservers' NFS calls are counted (see NodeAgentOptions.nfsMetrics). */
+  readonly nfsMetrics?: (vserverId: string) => ProcedureMetrics;
   /** The storage balancer this node runs while it is master (default: automatic, default policy). */
   readonly storageBalance?: BalancePolicy & { readonly auto: boolean; readonly intervalMs: number };
   readonly logger: Logger;
@@ -205,6 +209,7 @@ export class NodeRuntime implements AsyncDisposable {
           if (changes === null || changes.some((c) => c.key.startsWith(ROUTES_PREFIX)))
             void this.networkRef?.routesChanged();
         },
+        ...(this.options.nfsMetrics === undefined ? {} : { nfsMetrics: this.options.nfsMetrics }),
         ...(this.options.statePagesMax === undefined ? {} : { statePagesMax: this.options.statePagesMax }),
       });
     }
@@ -269,6 +274,7 @@ export class NodeRuntime implements AsyncDisposable {
       mover,
       graceMs: this.options.storageGraceMs,
       logger: this.log,
+      onEvent: tierEventSink(this.options.store, this.nodeId, this.log),
     });
     const volumeServers = new VolumeServers(this.options.store, this.log);
     const master = Master.start({
@@ -292,6 +298,7 @@ export class NodeRuntime implements AsyncDisposable {
       auto: balance?.auto ?? true,
       ...(balance === undefined ? {} : { policy: balance, intervalMs: balance.intervalMs }),
       logger: this.log,
+      onEvent: tierEventSink(this.options.store, this.nodeId, this.log),
     });
     this.master = { master, supervisor, balancer, volumeServers };
     supervisor.start();

@@ -9,11 +9,18 @@ export interface ProcedureStats {
   readonly buckets: number[];
 }
 
-/** Per-procedure counters and latency histograms, in memory, ready for a metrics endpoint. */
+/**
+ * Per-procedure counters and latency histograms, in memory, and the bytes of arguments received and
+ * results sent: plain increments on the call path; a metrics endpoint reads snapshots.
+ */
 export class ProcedureMetrics {
   private readonly stats = new Map<string, ProcedureStats>();
+  bytesReceived = 0;
+  bytesSent = 0;
 
-  record(procedure: string, durationMs: number, failed: boolean): void {
+  record(procedure: string, durationMs: number, failed: boolean, bytesIn = 0, bytesOut = 0): void {
+    this.bytesReceived += bytesIn;
+    this.bytesSent += bytesOut;
     let s = this.stats.get(procedure);
     if (s === undefined) {
       s = {

@@ -141,9 +141,11 @@ export function nfsProgram(options: NfsProgramOptions): RpcProgram {
   async function dispatch(proc: AnyNfsProcedure, call: RpcCall): Promise<RpcOutcome> {
     const started = performance.now();
     let outcome: RpcOutcome | undefined;
+    let bytesIn = 0;
     options.onCall?.(call.client.address);
     try {
       const argBytes = call.args.rest();
+      bytesIn = argBytes.length;
       const args = proc.decode(call.args);
       if (!proc.mutating) outcome = await execute(proc, args, call, argBytes);
       else {
@@ -167,7 +169,9 @@ export function nfsProgram(options: NfsProgramOptions): RpcProgram {
       return outcome;
     } finally {
       const status = outcome === undefined ? undefined : statusOf(outcome);
-      options.metrics.record(proc.name, performance.now() - started, status !== 0 && proc.name !== "NULL");
+      const bytesOut = outcome?.kind === "success" ? outcome.body.reduce((n, b) => n + b.length, 0) : 0;
+      const failed = status !== 0 && proc.name !== "NULL";
+      options.metrics.record(proc.name, performance.now() - started, failed, bytesIn, bytesOut);
     }
   }
 

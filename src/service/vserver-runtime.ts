@@ -49,6 +49,11 @@ export interface VserverRuntimeOptions {
     readonly volumeId: number;
     readonly device: BlockDevice;
   }[];
+  /**
+   * Where its NFS and MOUNT calls are counted: the node's, so that counts go on across restarts and
+   * moves between nodes of one process (its own when not given).
+   */
+  readonly metrics?: ProcedureMetrics;
   /** The node's pool for service-state pages (a pool of this vserver's own when not given). */
   readonly pages?: PagePool;
   /**
@@ -178,7 +183,7 @@ export class VserverRuntime implements AsyncDisposable {
     }
     const table = new ExportTable(options.exports);
     const exports = (): ExportTable => table;
-    const metrics = new ProcedureMetrics();
+    const metrics = options.metrics ?? new ProcedureMetrics();
     // One cache for all VIPs: a retransmission that arrives on another VIP is still answered from it.
     const dupCache = new DuplicateRequestCache<RpcOutcome>(state.replies);
     const gate = new CallGate();

@@ -11,6 +11,7 @@ import { balanceInput } from "./balance-input.ts";
 import {
   BALANCE_POLICY_DEFAULT,
   type BalanceInput,
+  type BalanceMove,
   type BalancePlan,
   type BalancePolicy,
   loadRatio,
@@ -20,6 +21,7 @@ import {
 import { takeCensus } from "./chunk-census.ts";
 import type { ChunkMover } from "./chunk-mover.ts";
 import type { ServerRegistry } from "./server-registry.ts";
+import type { TierEvent, TierEventSink } from "./tier-events.ts";
 import { readLoadRecords } from "./tier-status.ts";
 
 export const BALANCE_INTERVAL_MS_DEFAULT = 5000;
@@ -34,6 +36,8 @@ export interface BalancerOptions {
   readonly intervalMs?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** Told of every move it starts, with why (for the cluster's event stream). */
+  readonly onEvent?: TierEventSink;
 }
 
 /** The balancer's input as the store has it now: the census and the fresh loads the servers published. */
@@ -49,6 +53,21 @@ export async function readBalanceInput(
 /** Max over mean of the servers' loads as the store has them now. */
 export async function currentLoadRatio(store: CoordinationStore, registry: ServerRegistry): Promise<number> {
   return loadRatio([...serverLoads(await readBalanceInput(store, registry)).values()]);
+}
+
+function balanceEvent(move: BalanceMove): TierEvent {
+  const chunk = `${move.volumeId}#${move.chunkIndex}`;
+  const why =
+    move.why === "hot"
+      ? `server ${move.from} is hot (${move.fromLoad.toFixed(1)} requests/s against ${move.toLoad.toFixed(1)} on ${move.to})`
+      : `server ${move.from} is fuller than the balancer's full share`;
+  return {
+    kind: "balance",
+    cause: move.why,
+    subject: chunk,
+    reason: `${why}: chunk ${chunk} moves from ${move.from} to ${move.to}`,
+    details: { volumeId: move.volumeId, chunkIndex: move.chunkIndex, from: move.from, to: move.to },
+  };
 }
 
 export class StorageBalancer implements AsyncDisposable {
@@ -97,6 +116,7 @@ export class StorageBalancer implements AsyncDisposable {
       for (const move of plan.moves) {
         this.counters.planned++;
         this.log.info(move, "balancing: moving a chunk");
+        this.options.onEvent?.(balanceEvent(move));
         const task = this.options.mover
           .move({
             volumeId: move.volumeId,

@@ -19,6 +19,7 @@ import type { ChunkMover, MovePlan } from "./chunk-mover.ts";
 import { chooseTarget } from "./placement.ts";
 import { updateRoute } from "./routing.ts";
 import type { ServerRegistry } from "./server-registry.ts";
+import type { TierEventSink } from "./tier-events.ts";
 import { runBounded } from "./volumes.ts";
 
 export interface ReplicaSupervisorOptions {
@@ -31,6 +32,8 @@ export interface ReplicaSupervisorOptions {
   readonly intervalMs?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** Told of servers declared dead and of re-replication passes (for the cluster's event stream). */
+  readonly onEvent?: TierEventSink;
 }
 
 export interface RepairProgress {
@@ -120,6 +123,13 @@ export class ReplicaSupervisor implements AsyncDisposable {
           { serverId, missingMs: now - since },
           "storage server declared dead; re-replicating its chunks",
         );
+        this.options.onEvent?.({
+          kind: "repair",
+          cause: "server-dead",
+          subject: serverId,
+          reason: `storage server ${serverId} left the registry and stayed away past its grace (${this.graceMs} ms): declared dead, its chunks get new replicas`,
+          details: { missingMs: now - since },
+        });
         census = await takeCensus(store);
       }
     }
@@ -207,6 +217,13 @@ export class ReplicaSupervisor implements AsyncDisposable {
       return;
     }
     this.log.info({ chunks: plans.length }, "re-replicating");
+    this.options.onEvent?.({
+      kind: "repair",
+      cause: "re-replicating",
+      subject: volumesOf(plans),
+      reason: `${plans.length} chunks are short of a replica (or have one on a dead server): copying them to servers with room`,
+      details: { chunks: plans.length, unavailable },
+    });
     const results = await Promise.allSettled(plans.map((plan) => mover.move(plan)));
     for (const [i, result] of results.entries()) {
       if (result.status === "fulfilled") this.counts.repaired++;
@@ -219,6 +236,14 @@ export class ReplicaSupervisor implements AsyncDisposable {
       }
     }
     this.log.info({ ...this.counts }, "re-replication pass done");
+    const failed = results.filter((r) => r.status === "rejected").length;
+    this.options.onEvent?.({
+      kind: "repair",
+      cause: "re-replicated",
+      subject: volumesOf(plans),
+      reason: `re-replicated ${plans.length - failed} of ${plans.length} chunks short of a replica${failed > 0 ? ` (${failed} failed; retried next pass)` : ""}`,
+      details: { chunks: plans.length, failed },
+    });
   }
 
   /**
@@ -231,6 +256,12 @@ export class ReplicaSupervisor implements AsyncDisposable {
       if (!named) {
         await this.options.store.delete(keys.dead(serverId));
         this.log.info({ serverId }, "dead server fully replaced");
+        this.options.onEvent?.({
+          kind: "repair",
+          cause: "replaced",
+          subject: serverId,
+          reason: `dead storage server ${serverId} is fully replaced: no route names it any more`,
+        });
       }
     }
   }
@@ -247,4 +278,9 @@ export class ReplicaSupervisor implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The volumes of some moves, for an event's subject (clipped to its bound). */
+function volumesOf(plans: readonly MovePlan[]): string {
+  return [...new Set(plans.map((p) => p.volumeId))].join(",").slice(0, 128);
 }

@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { StatusDocument } from "../../src/api/status.ts";
-import { type FlotillaProcess, MAIN, spawnFlotilla } from "../support/flotilla-process.ts";
+import { spawnClusterUp } from "../support/cluster-up-process.ts";
+import { type FlotillaProcess, MAIN } from "../support/flotilla-process.ts";
 import { describeRun, integrationSkipReason, run } from "./tools.ts";
 
 const NFS_PORT = 20_000 + Math.floor(Math.random() * 20_000);
@@ -20,24 +21,11 @@ const skip = integrationSkipReason(["nfs-ls", "nfs-cp"]);
 let dir: string;
 
 function up(): Promise<FlotillaProcess> {
-  return spawnFlotilla(
-    [
-      "cluster",
-      "up",
-      "--data",
-      join(dir, "data"),
-      "--nfs-port",
-      String(NFS_PORT),
-      "--mount-port",
-      String(MOUNT_PORT),
-      "--admin-port",
-      String(ADMIN_PORT),
-      "--volume-size",
-      "64M",
-    ],
-    /^Ctrl-C stops the cluster/m,
-    "flotilla cluster up",
-  );
+  return spawnClusterUp(join(dir, "data"), {
+    nfsPort: NFS_PORT,
+    mountPort: MOUNT_PORT,
+    adminPort: ADMIN_PORT,
+  });
 }
 
 function flotilla(...args: string[]) {
