@@ -81,6 +81,10 @@ export interface NodeAgentOptions {
   readonly vips?: {
     hold(vserverId: string, vips: readonly string[]): Promise<void>;
     release(vips: readonly string[]): Promise<void>;
+    /** The vserver listens on its VIPs: tell their clients (announce, tickle the previous holder's). */
+    serving(vserverId: string, vips: readonly string[]): Promise<void>;
+    /** Publishes a vserver's client connections now (its stop begins), for the next holder's tickles. */
+    publishConnectionsOf(vserverId: string): Promise<void>;
     /** Whether clients can reach these VIPs here (a good port on each one's subnet). */
     reachable(vips: readonly string[]): boolean;
     /** Whether this node has lost its path to some storage server (a flush could not finish). */
@@ -115,6 +119,8 @@ interface Served {
 }
 
 const BIND_RETRY_MS_DEFAULT = 250;
+/** How long a stop waits at most to publish its clients' connections before it closes them. */
+const PUBLISH_AT_STOP_MS = 300;
 /** How long a stop waits for clients to close their connections when they cannot reach this node. */
 const UNREACHABLE_CLOSE_MS = 200;
 const STALL_MAX_MS_DEFAULT = 30_000;
@@ -367,6 +373,7 @@ export class NodeAgent implements AsyncDisposable {
     const runtime = served.runtime;
     phases.runtimeMs = phaseEnd();
     if (served.fenced) return;
+    void this.options.vips?.serving(id, spec.vips);
     const stats = runtime.stateStats();
     const record: RunningRecord = {
       nodeId,
@@ -580,6 +587,7 @@ export class NodeAgent implements AsyncDisposable {
       step = `pre-copying to node ${to}`;
       const pre = await precopy(runtime.state, sender, log, this.options.move?.precopyBytesPerSec ?? 0);
       rounds = pre.rounds;
+      await this.publishConnections(id);
       suspendedAt = performance.now();
       await runtime.suspend(SUSPEND_DRAIN_MS);
       try {
@@ -699,6 +707,7 @@ export class NodeAgent implements AsyncDisposable {
     log.info({ fenced: served.fenced }, "stopping vserver");
     const startedAt = performance.now();
     let clean = false;
+    await this.publishConnections(id);
     try {
       const storageCut = this.options.vips?.storageCut() ?? false;
       if (served.fenced || this.options.lease() === undefined || storageCut) {
@@ -734,6 +743,27 @@ export class NodeAgent implements AsyncDisposable {
         );
     }
     log.info("vserver stopped");
+  }
+
+  /**
+   * The vserver's connections as they are now, for the next holder to tickle; bounded in time, so a
+   * slow store delays a stop by at most PUBLISH_AT_STOP_MS (the periodic record stands then).
+   */
+  private async publishConnections(id: string): Promise<void> {
+    const vips = this.options.vips;
+    if (vips === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, PUBLISH_AT_STOP_MS);
+    });
+    await Promise.race([
+      vips
+        .publishConnectionsOf(id)
+        .catch((error: unknown) =>
+          this.log.warn({ err: error, vserverId: id }, "could not publish the connections at stop"),
+        ),
+      late,
+    ]).finally(() => clearTimeout(timer));
   }
 
   private async releaseVips(served: Served): Promise<void> {

@@ -68,7 +68,7 @@ function subnetOfSafe(vip: string, subnets: readonly string[]): string | undefin
  * link state, which does not flap by itself, so its grace only covers nodes publishing out of step.
  */
 export const REACH_LOSS_GRACE_MS_DEFAULT = 3000;
-export const SUBNET_LOSS_GRACE_MS_DEFAULT = 1000;
+export const SUBNET_LOSS_GRACE_MS_DEFAULT = 500;
 
 /** The default grace of one label. */
 export function defaultGraceMs(label: string): number {

@@ -87,6 +87,8 @@ export class NodeNetwork implements AsyncDisposable {
   private ticking: Promise<void> | undefined;
   private lastReach = "";
   private connectionsReadAt = Number.NEGATIVE_INFINITY;
+  /** Per vserver: the announcements of its VIPs new here, sent while its listeners start. */
+  private readonly announcing = new Map<string, Promise<void>>();
   /** The VIP change in progress (see serially). */
   private chain: Promise<void> = Promise.resolve();
   /** Per vserver held here: its connections as last published (a stable text, to publish on change). */
@@ -179,13 +181,39 @@ export class NodeNetwork implements AsyncDisposable {
     return next;
   }
 
-  /** Puts a vserver's VIPs on ports (before its listeners bind to them). */
+  /**
+   * Puts a vserver's VIPs on ports (before its listeners bind to them). Their announcements are sent
+   * meanwhile, not waited for: the listeners need only the addresses, and `serving` waits for them.
+   */
   async hold(vserverId: string, vips: readonly string[]): Promise<void> {
     if (!this.managesPorts) return;
     await this.serially(async () => {
       for (const vip of vips) if (!this.held.has(vip)) this.held.set(vip, { vserverId, port: null });
-      await this.place(vips);
+      const announced: Promise<void>[] = [];
+      await this.place(vips, announced);
+      const previous = this.announcing.get(vserverId);
+      const settled = Promise.allSettled([previous, ...announced]).then((results) => {
+        for (const r of results)
+          if (r.status === "rejected")
+            this.log.error(
+              { err: r.reason, vserverId },
+              "could not announce a VIP: clients learn of it late",
+            );
+      });
+      this.announcing.set(vserverId, settled);
     });
+  }
+
+  /**
+   * The vserver's listeners are up on its VIPs: once the VIPs are announced, its previous holder's
+   * clients are tickled. Not before the listeners: a client reset earlier reconnects to a port
+   * nobody listens on yet, is refused, and backs off.
+   */
+  async serving(vserverId: string, vips: readonly string[]): Promise<void> {
+    if (!this.managesPorts) return;
+    const announced = this.announcing.get(vserverId);
+    this.announcing.delete(vserverId);
+    await announced;
     await this.tickle(vserverId, vips).catch((error: unknown) =>
       this.log.warn({ err: error, vserverId }, "could not tickle the clients of the previous holder"),
     );
@@ -232,10 +260,7 @@ export class NodeNetwork implements AsyncDisposable {
     }
     for (const [vserverId, all] of byVserver) {
       const connections = all.slice(0, VSERVER_CONNECTIONS_MAX);
-      const text = connections
-        .map((c) => `${c.local.ip}:${c.local.port}-${c.remote.ip}:${c.remote.port}`)
-        .sort()
-        .join();
+      const text = connectionsText(connections);
       if (this.published.get(vserverId) === text) continue;
       await sink.publish(vserverId, connections);
       this.published.set(vserverId, text);
@@ -243,10 +268,37 @@ export class NodeNetwork implements AsyncDisposable {
     for (const id of [...this.published.keys()]) if (!byVserver.has(id)) this.published.delete(id);
   }
 
+  /**
+   * Publishes one vserver's connections now, whatever the period: called when its stop begins, while
+   * its listeners still hold them (after they close, there is nothing left to read). A client that
+   * connected since the last periodic read is tickled by the next holder too, instead of waiting out
+   * its retransmission timer.
+   */
+  async publishConnectionsOf(vserverId: string): Promise<void> {
+    const sink = this.options.connections;
+    if (sink === undefined || !this.managesPorts) return;
+    const all: TcpConnection[] = [];
+    for (const [vip, at] of this.held) {
+      if (at.vserverId !== vserverId) continue;
+      all.push(...(await this.options.driver.connections(vip)).connections);
+    }
+    const connections = all.slice(0, VSERVER_CONNECTIONS_MAX);
+    const text = connectionsText(connections);
+    if (this.published.get(vserverId) === text) return;
+    await sink.publish(vserverId, connections);
+    this.published.set(vserverId, text);
+  }
+
   /** Takes a vserver's VIPs off this node (after its listeners closed). */
   async release(vips: readonly string[]): Promise<void> {
     if (!this.managesPorts) return;
     const results = await this.serially(async () => {
+      // An announcement still on its way must not claim a VIP for this node after it left.
+      const owners = new Set(vips.flatMap((vip) => this.held.get(vip)?.vserverId ?? []));
+      for (const id of owners) {
+        await this.announcing.get(id);
+        this.announcing.delete(id);
+      }
       const settled = await Promise.allSettled(vips.map((vip) => this.options.driver.release(vip)));
       for (const vip of vips) this.held.delete(vip);
       return settled;
@@ -256,29 +308,45 @@ export class NodeNetwork implements AsyncDisposable {
     });
   }
 
-  /** VIPs not on a good port of their subnet are put on one, if the node has one. */
-  private async place(only?: readonly string[]): Promise<void> {
+  /**
+   * VIPs not on a good port of their subnet are put on one, if the node has one, all at once. A VIP
+   * new here is announced beside, into `announced` when given; one moving between ports at once.
+   */
+  private async place(only?: readonly string[], announced?: Promise<void>[]): Promise<void> {
     const wanted = new Set(only ?? this.held.keys());
     const placements = this.placements().filter((p) => wanted.has(p.vip));
     const actions = planPortFailover(this.ports(), placements);
-    for (const action of actions) {
-      if (action.kind !== "move-vip") {
-        if (action.kind === "move-vserver")
-          this.log.warn({ vserverId: action.vserverId, reason: action.reason }, "a vserver has no port here");
-        continue;
-      }
-      const held = this.held.get(action.vip);
-      if (held === undefined) continue;
-      await this.options.driver.hold(action.vip, action.toPort);
-      if (held.port !== null) {
-        this.counters.portMoves++;
-        this.log.warn(
-          { vip: action.vip, from: held.port, to: action.toPort, reason: action.reason },
-          "VIP moved to another port",
-        );
-      } else this.log.info({ vip: action.vip, port: action.toPort }, "VIP up");
-      held.port = action.toPort;
+    const driver = this.options.driver;
+    const moved = await Promise.allSettled(
+      actions.map(async (action) => {
+        if (action.kind !== "move-vip") {
+          if (action.kind === "move-vserver")
+            this.log.warn(
+              { vserverId: action.vserverId, reason: action.reason },
+              "a vserver has no port here",
+            );
+          return;
+        }
+        const held = this.held.get(action.vip);
+        if (held === undefined) return;
+        const later = announced !== undefined && held.port === null;
+        await driver.hold(action.vip, action.toPort, !later);
+        if (later) announced.push(driver.announce(action.vip, action.toPort));
+        this.logPlaced(action.vip, held.port, action.toPort, action.reason);
+        held.port = action.toPort;
+      }),
+    );
+    const failed = moved.find((m) => m.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  private logPlaced(vip: string, from: string | null, to: string, reason: string): void {
+    if (from === null) {
+      this.log.info({ vip, port: to }, "VIP up");
+      return;
     }
+    this.counters.portMoves++;
+    this.log.warn({ vip, from, to, reason }, "VIP moved to another port");
   }
 
   /**
@@ -430,4 +498,12 @@ export class NodeNetwork implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** A stable text of a connection list, to publish only what changed. */
+function connectionsText(connections: readonly TcpConnection[]): string {
+  return connections
+    .map((c) => `${c.local.ip}:${c.local.port}-${c.remote.ip}:${c.remote.port}`)
+    .sort()
+    .join();
 }

@@ -26,8 +26,11 @@ import { parseTickleReport, tickleArgvs, tickleProgram } from "./tickle.ts";
 
 export interface VipDriver {
   readonly kind: "loopback" | "linux";
-  /** Makes `vip` answer on `port` of this node (the Linux driver needs a port). Idempotent. */
-  hold(vip: string, port: string | null): Promise<void>;
+  /**
+   * Makes `vip` answer on `port` of this node (the Linux driver needs a port). Idempotent. It is
+   * announced there unless `announce` is false (the caller announces it later, see NodeNetwork.hold).
+   */
+  hold(vip: string, port: string | null, announce?: boolean): Promise<void>;
   /** Stops answering on `vip`. Idempotent. */
   release(vip: string): Promise<void>;
   /**
@@ -151,7 +154,7 @@ export class LinuxVipDriver implements VipDriver {
     this.tickleProgram = options.tickleProgram ?? (() => tickleProgram());
   }
 
-  async hold(vip: string, port: string | null): Promise<void> {
+  async hold(vip: string, port: string | null, announce = true): Promise<void> {
     parseIpv4(vip);
     if (port === null) throw new VipDriverError(`VIP ${vip}: the Linux driver needs a port to put it on`);
     const at = this.held.get(vip);
@@ -166,7 +169,7 @@ export class LinuxVipDriver implements VipDriver {
     // address never stops being local and sockets bound to it (the NFS listeners) stay valid.
     if (at !== undefined) await this.deleteFrom(vip, at);
     this.held.set(vip, port);
-    await this.announce(vip, port);
+    if (announce) await this.announce(vip, port);
   }
 
   async announce(vip: string, port: string): Promise<void> {

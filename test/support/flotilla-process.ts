@@ -3,6 +3,8 @@
  * Node, ready once a line on stdout matches, stopped (or killed, stopped, continued) by signal.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
@@ -40,11 +42,19 @@ export async function spawnFlotilla(
   const exited = new Promise<number | NodeJS.Signals>((resolve) => {
     child.once("exit", (code, signal) => resolve(code ?? signal ?? -1));
   });
+  // FLOTILLA_TEST_LOG_DIR keeps each process's whole output, to read a failure's story afterwards.
+  const logDir = process.env.FLOTILLA_TEST_LOG_DIR;
+  const logFile =
+    logDir === undefined || logDir === ""
+      ? undefined
+      : createWriteStream(join(logDir, `${what.replaceAll(/[^\w.-]+/g, "-")}.log`), { flags: "a" });
   for (const stream of [child.stdout, child.stderr]) {
     stream?.setEncoding("utf8").on("data", (chunk: string) => {
       text = (text + chunk).slice(-OUTPUT_CHARS_MAX);
+      logFile?.write(chunk);
     });
   }
+  void exited.then(() => logFile?.end());
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`${what}: no ready line in ${START_MS_MAX} ms:\n${text}`)),

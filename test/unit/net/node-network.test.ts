@@ -109,7 +109,29 @@ test("VIPs go on a port of their subnet, move to the other one when theirs goes 
   await net.close();
 });
 
-test("the next holder tickles the connections the previous one published, unless tickles are off", async () => {
+test("a stop publishes its vserver's connections at once, between two periodic reads", async () => {
+  const links = new Map([
+    ["eth0", true],
+    ["eth2", true],
+    ["eth1", true],
+  ]);
+  const driver = new RecordingDriver();
+  const { net, published } = await network(links, driver, { connectionsEveryMs: 3_600_000 });
+  await net.hold("vs1", ["10.7.1.50"]);
+  await net.hold("vs2", ["10.7.2.50"]);
+  await net.refresh();
+  assert.equal(published.size, 0, "nothing read yet: the first read came before any VIP was held");
+  await net.publishConnectionsOf("vs1");
+  assert.deepEqual(
+    published.get("vs1")?.map((c) => c.local.ip),
+    ["10.7.1.50"],
+    "the stopping vserver's own VIPs' connections",
+  );
+  assert.equal(published.has("vs2"), false, "not another vserver's");
+  await net.close();
+});
+
+test("the next holder announces its VIPs and tickles the connections the previous one published once it serves, unless tickles are off", async () => {
   const links = new Map([
     ["eth0", true],
     ["eth2", true],
@@ -127,6 +149,13 @@ test("the next holder tickles the connections the previous one published, unless
     connections: { publish: async () => {}, previous: async () => connections },
   });
   await next.net.hold("vs1", ["10.7.1.50", "10.7.2.50"]);
+  assert.equal(driver.tickled.length, 0, "no tickle before the listeners are up");
+  await next.net.serving("vs1", ["10.7.1.50", "10.7.2.50"]);
+  assert.deepEqual(
+    driver.routeCalls.filter((c) => c.startsWith("announce")).sort(),
+    ["10.7.1.50", "10.7.2.50"].map((vip) => `announce ${vip} ${driver.where.get(vip)}`),
+    "each new VIP announced once, on the port it is on",
+  );
   assert.deepEqual(
     driver.tickled.map((t) => [t.vip, t.connections.map((c) => c.local.ip)]),
     [
@@ -143,6 +172,7 @@ test("the next holder tickles the connections the previous one published, unless
     connections: { publish: async () => {}, previous: async () => connections },
   });
   await off.net.hold("vs1", ["10.7.1.50"]);
+  await off.net.serving("vs1", ["10.7.1.50"]);
   assert.equal(quiet.tickled.length, 0);
   await off.net.close();
 });
@@ -217,6 +247,8 @@ test("routes naming the node are applied as router and owner, and taken down whe
   const driver = new RecordingDriver();
   const { net } = await network(links, driver, { routes: () => routes });
   await net.hold("vs1", ["10.7.1.51"]);
+  await net.serving("vs1", ["10.7.1.51"]);
+  driver.routeCalls.length = 0; // the hold's own announcement
   routes = [route("10.7.1.50", "n1", "n2"), route("10.7.1.51", "n3", "n1"), route("10.7.1.52", "n2", "n3")];
   await net.routesChanged();
   await net.routesChanged();
