@@ -4,7 +4,7 @@
  * node's probes and routes.
  */
 import type { NodeReach, PortState, SubnetRoute, VipPlacement } from "../net/model.ts";
-import { planSubnetRoutes, subnetRoutesOf } from "../net/subnet-route.ts";
+import { planSubnetRoutes, routeText, subnetRoutesOf } from "../net/subnet-route.ts";
 import type { RouteRecord } from "./catalog.ts";
 import type { ClusterSnapshot } from "./cluster-view.ts";
 import { SUBNET_LABEL, subnetLabel } from "./reach.ts";
@@ -51,8 +51,9 @@ export function vipPlacements(snapshot: ClusterSnapshot): VipPlacement[] {
 
 /** The routes the cluster needs now (see net/subnet-route.ts). */
 export function plannedRoutes(snapshot: ClusterSnapshot): SubnetRoute[] {
+  const current = [...snapshot.routes.values()].map((v) => routeOfRecord(v.record));
   return subnetRoutesOf(
-    planSubnetRoutes(nodeReaches(snapshot), portStates(snapshot), vipPlacements(snapshot)),
+    planSubnetRoutes(nodeReaches(snapshot), portStates(snapshot), vipPlacements(snapshot), current),
   );
 }
 
@@ -64,9 +65,7 @@ export function routeOfRecord(record: RouteRecord): SubnetRoute {
 
 /** Whether two routes would be applied alike (the reason's wording aside). */
 export function sameRoute(a: SubnetRoute, b: SubnetRoute): boolean {
-  const { reason: _a, ...left } = a;
-  const { reason: _b, ...right } = b;
-  return JSON.stringify(left, Object.keys(left).sort()) === JSON.stringify(right, Object.keys(right).sort());
+  return routeText(a) === routeText(b);
 }
 
 /** The routes that name `nodeId` as router or owner. */

@@ -15,6 +15,7 @@ import { planPortFailover } from "./port-failover.ts";
 import { type PortConfig, PortMonitor, type PortReader } from "./port-monitor.ts";
 import { type Prober, type ProbeTarget, StorageReach } from "./storage-reach.ts";
 import { type ArpProber, SubnetProbe } from "./subnet-probe.ts";
+import { routeText } from "./subnet-route.ts";
 import type { TcpConnection } from "./tcp-connections.ts";
 import type { VipDriver } from "./vip-driver.ts";
 
@@ -424,7 +425,7 @@ export class NodeNetwork implements AsyncDisposable {
     const me = this.options.nodeId;
     const wanted = new Map<string, { side: RouteSide; route: SubnetRoute; text: string }>();
     for (const route of this.options.routes?.() ?? []) {
-      const text = JSON.stringify(route, Object.keys(route).sort());
+      const text = routeText(route);
       if (route.routerNode === me) wanted.set(`router ${route.vip}`, { side: "router", route, text });
       if (route.ownerNode === me) wanted.set(`owner ${route.vip}`, { side: "owner", route, text });
     }

@@ -5,7 +5,8 @@
  * owner over which both have good ports with addresses: that node becomes the router. It answers for
  * the VIP on its port on the client's subnet and forwards over the shared subnet to the owner, so the
  * clients keep their mounts without the vserver moving. The router carrying the fewest routes already
- * is chosen, so one node's cut-off VIPs spread.
+ * is chosen, so one node's cut-off VIPs spread. A route in place (`current`) that still works is kept
+ * as it is.
  *
  * A port with no link at all is a port failure, not a subnet failure: that is port-failover.ts's (the
  * VIP moves to another port, or its vserver to another node), so no route is planned for it.
@@ -19,6 +20,7 @@ export function planSubnetRoutes(
   nodes: readonly NodeReach[],
   ports: readonly PortState[],
   vips: readonly VipPlacement[],
+  current: readonly SubnetRoute[] = [],
 ): NetAction[] {
   const subnets = [...new Set(ports.flatMap((p) => (p.subnet === null ? [] : [p.subnet])))];
   const reach = new Map(nodes.map((n) => [n.nodeId, n]));
@@ -36,11 +38,43 @@ export function planSubnetRoutes(
     goodPort(nodeId, subnet) !== undefined;
   const cutOff = (nodeId: string, subnet: string): boolean =>
     ports.some((p) => p.nodeId === nodeId && p.subnet === subnet && p.linkUp && !p.up);
+  const portUp = (nodeId: string, name: string, subnet: string): PortState | undefined =>
+    ports.find((p) => p.nodeId === nodeId && p.name === name && p.up && p.subnet === subnet);
+  // A route in place that still works stays as it is, whatever the ports' loads say now: each
+  // change of router or port takes the route down and up again, and its clients lose packets.
+  const stillGood = (route: SubnetRoute, vip: VipPlacement, subnet: string): boolean =>
+    route.ownerNode === vip.nodeId &&
+    route.vserverId === vip.vserverId &&
+    route.subnet === subnet &&
+    reaches(route.routerNode, subnet) &&
+    portUp(route.routerNode, route.routerPort, subnet) !== undefined &&
+    portUp(route.routerNode, route.routerViaPort, route.viaSubnet)?.address === route.routerAddress &&
+    portUp(route.ownerNode, route.ownerViaPort, route.viaSubnet)?.address === route.ownerAddress;
+  const needs = (vip: VipPlacement): string | undefined => {
+    const subnet = subnetOf(vip.vip, subnets);
+    return subnet !== undefined && !reaches(vip.nodeId, subnet) && cutOff(vip.nodeId, subnet)
+      ? subnet
+      : undefined;
+  };
+  const byVip = new Map(current.map((r) => [r.vip, r]));
+  const kept = new Map<string, SubnetRoute>();
+  for (const vip of vips) {
+    const before = byVip.get(vip.vip);
+    const subnet = needs(vip);
+    if (before !== undefined && subnet !== undefined && stillGood(before, vip, subnet))
+      kept.set(vip.vip, before);
+  }
   const routed = new Map<string, number>();
+  for (const route of kept.values()) routed.set(route.routerNode, (routed.get(route.routerNode) ?? 0) + 1);
   const actions: NetAction[] = [];
   for (const vip of [...vips].sort((a, b) => a.vip.localeCompare(b.vip))) {
-    const subnet = subnetOf(vip.vip, subnets);
-    if (subnet === undefined || reaches(vip.nodeId, subnet) || !cutOff(vip.nodeId, subnet)) continue;
+    const subnet = needs(vip);
+    if (subnet === undefined) continue;
+    const still = kept.get(vip.vip);
+    if (still !== undefined) {
+      actions.push({ kind: "route-through", ...still });
+      continue;
+    }
     const options = nodes
       .filter((n) => n.nodeId !== vip.nodeId && reaches(n.nodeId, subnet))
       .flatMap((n) => {
@@ -94,4 +128,10 @@ export function subnetRoutesOf(actions: readonly NetAction[]): SubnetRoute[] {
     const { kind: _kind, ...route } = a;
     return [route];
   });
+}
+
+/** What a route is applied as (its reason's wording aside): two routes with one text are one route. */
+export function routeText(route: SubnetRoute): string {
+  const { reason: _reason, ...applied } = route;
+  return JSON.stringify(applied, Object.keys(applied).sort());
 }

@@ -6,7 +6,7 @@ import type { NodeReach, PortState, VipPlacement } from "../../../src/net/model.
 import { planPortBalance } from "../../../src/net/port-balance.ts";
 import { planPortFailover } from "../../../src/net/port-failover.ts";
 import { planStoragePathMoves } from "../../../src/net/storage-path.ts";
-import { planSubnetRoutes } from "../../../src/net/subnet-route.ts";
+import { planSubnetRoutes, subnetRoutesOf } from "../../../src/net/subnet-route.ts";
 
 const A = "10.7.1.0/24";
 const B = "10.7.2.0/24";
@@ -209,6 +209,46 @@ describe("subnet routes", () => {
     });
     assert.equal(actions.length, 2, "the VIP on B needs no route");
     assert.equal(actions[1]?.kind === "route-through" ? actions[1].routerNode : "", "n3", "routes spread");
+  });
+  it("keeps a route in place while it works, whatever the loads; re-plans it when its router port dies", () => {
+    const nodes: NodeReach[] = [
+      { nodeId: "n1", live: true, clientSubnets: [B], storageServers: [] },
+      { nodeId: "n2", live: true, clientSubnets: [A, B], storageServers: [] },
+      { nodeId: "n3", live: true, clientSubnets: [A, B], storageServers: [] },
+    ];
+    const ports = (n2Eth0Load: number, n2Eth2Up = true) => [
+      port("n1", "eth0", A, false, 0, true),
+      port("n1", "eth1", B),
+      port("n2", "eth0", A, true, n2Eth0Load),
+      port("n2", "eth2", A, n2Eth2Up, 0),
+      port("n2", "eth1", B),
+      port("n3", "eth0", A, true, 50),
+      port("n3", "eth1", B),
+    ];
+    const vips = [vip("10.7.1.50", "vs1", "n1", "eth0")];
+    const first = subnetRoutesOf(planSubnetRoutes(nodes, ports(100), vips));
+    assert.equal(first[0]?.routerPort, "eth2", "the cooler port first");
+    const later = subnetRoutesOf(planSubnetRoutes(nodes, ports(0).reverse(), vips, first));
+    assert.deepEqual(later, first, "eth0 is cooler now, but the route stays as it is");
+    const moved = subnetRoutesOf(planSubnetRoutes(nodes, ports(0, false), vips, first));
+    assert.equal(moved.length, 1);
+    assert.notDeepEqual(
+      [moved[0]?.routerNode, moved[0]?.routerPort],
+      ["n2", "eth2"],
+      "a route whose router port died is planned again",
+    );
+    assert.deepEqual(
+      subnetRoutesOf(
+        planSubnetRoutes(
+          nodes.map((n) => (n.nodeId === "n1" ? { ...n, clientSubnets: [A, B] } : n)),
+          ports(0).map((p) => (p.nodeId === "n1" ? { ...p, up: true } : p)),
+          vips,
+          first,
+        ),
+      ),
+      [],
+      "a route the owner no longer needs goes",
+    );
   });
   it("plans no route for a port with no link: that is a port failure, and the vserver moves", () => {
     const nodes: NodeReach[] = [
