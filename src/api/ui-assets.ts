@@ -1,5 +1,5 @@
 /**
- * The files of src/ui the browser loads: the style sheet and the dashboard's modules. The modules
+ * The files of src/ui the browser loads: the style sheet, the icon and the dashboard's modules. The modules
  * are TypeScript, type-checked with the rest; here their types are stripped (as node strips its
  * own) so the browser gets JavaScript with the same line numbers. Read once, on the first request
  * for one, and kept: a few dozen KiB.
@@ -21,6 +21,7 @@ export interface UiAsset {
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
   ".ts": "text/javascript; charset=utf-8",
   ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
 };
 
 /** The specifiers of a module's static imports and re-exports (type-only ones are gone by now). */

@@ -17,6 +17,7 @@ function page(title: string, body: SafeHtml, script?: string): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title}</title>
 <link rel="stylesheet" href="${UI_ASSETS_PATH}dashboard.css">
+<link rel="icon" href="${UI_ASSETS_PATH}favicon.svg" type="image/svg+xml">
 ${script === undefined ? "" : html`<script type="module" src="${UI_ASSETS_PATH}${script}"></script>`}
 </head>
 <body>
@@ -50,25 +51,28 @@ file <code>${options.tokenFile}</code> on the machine running the admin API.</p>
   );
 }
 
-/** The dashboard's sections, in order: the element id the script fills, and the title. */
-export const DASHBOARD_SECTIONS: readonly (readonly [string, string])[] = [
+/**
+ * The dashboard's sections, in order: the element id the script fills, the title, and whether it
+ * takes the page's whole width (tables too wide for half of it).
+ */
+export const DASHBOARD_SECTIONS: readonly (readonly [string, string, "wide"?])[] = [
   ["nodes", "Nodes"],
   ["load-chart", "Load per core"],
-  ["vservers", "Vservers"],
+  ["vservers", "Vservers", "wide"],
   ["vips", "VIPs"],
   ["ports", "Ports"],
   ["routes", "Routes"],
   ["volumes", "Volumes"],
-  ["servers", "Storage servers"],
+  ["servers", "Storage servers", "wide"],
   ["moves", "Chunk moves"],
   ["drains", "Drains"],
   ["migrations", "Live moves"],
-  ["events", "Events"],
+  ["events", "Events", "wide"],
 ];
 
 /** A section of the dashboard: its id is what the script fills. */
-function section(id: string, title: string): SafeHtml {
-  return html`<section><h2>${title}</h2><div id="${id}" class="body"><p class="empty">loading…</p></div></section>`;
+function section(id: string, title: string, wide: boolean): SafeHtml {
+  return html`<section${wide ? html` class="wide"` : ""}><h2>${title}</h2><div id="${id}" class="body"><p class="empty">loading…</p></div></section>`;
 }
 
 export function dashboardPage(): string {
@@ -83,7 +87,7 @@ export function dashboardPage(): string {
 </header>
 <p id="problem" class="error" role="alert" hidden></p>
 <main class="dashboard">
-${DASHBOARD_SECTIONS.map(([id, title]) => section(id, title))}
+${DASHBOARD_SECTIONS.map(([id, title, wide]) => section(id, title, wide === "wide"))}
 </main>`,
     "page/dashboard.ts",
   );
