@@ -6,7 +6,9 @@
  *   400 INVALID, 401 no or wrong token, 404 NOT_FOUND, 409 CONFLICT, 413 body too large,
  *   503 UNAVAILABLE (the store or the storage tier cannot be reached; retry), 500 a bug (logged).
  * Besides JSON: GET /metrics (Prometheus text, metrics.ts) and GET /v1/events/stream (Server-Sent
- * Events, event-stream.ts), behind the same token: they name tenants' vservers and their load.
+ * Events, event-stream.ts), behind the same token: they name tenants' vservers and their load; and
+ * the web dashboard at /ui (dashboard-routes.ts), whose log-in sets a cookie that reads take in
+ * place of the bearer header (request-token.ts).
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
@@ -44,10 +46,12 @@ import { readTierStatus } from "../storage/tier-status.ts";
 import { createVolume, deleteVolume, VolumeError } from "../storage/volumes.ts";
 import { type CoordinationStore, StoreError } from "../store/index.ts";
 import { parseSize } from "../util/size.ts";
+import { Dashboard, DashboardError, isDashboardPath } from "./dashboard-routes.ts";
 import { DrainJobs } from "./drain-jobs.ts";
 import { EventStreams, STREAMS_MAX } from "./event-stream.ts";
 import { AdminMetrics } from "./metrics.ts";
 import type { NfsMetrics } from "./nfs-metrics.ts";
+import { presentedToken } from "./request-token.ts";
 import { buildStatus, type StatusDocument } from "./status.ts";
 
 export const ADMIN_PORT_DEFAULT = 7400;
@@ -107,6 +111,7 @@ async function moveOrLiveMove(
 }
 
 const STATUS_OF: Record<string, number> = { INVALID: 400, NOT_FOUND: 404, CONFLICT: 409, UNAVAILABLE: 503 };
+const DASHBOARD_CODES: Record<number, string> = { 404: "NOT_FOUND", 413: "TOO_LARGE", 415: "INVALID" };
 
 /**
  * Reads the token, or makes one (mode 0600) if the file does not exist. A token file others can
@@ -137,6 +142,8 @@ async function readTokenFile(path: string): Promise<string | undefined> {
 }
 
 const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
+/** Compared as digests, in constant time: the comparison tells nothing of how much of a guess was right. */
+const isToken = (given: string, expected: Buffer): boolean => timingSafeEqual(digest(given), expected);
 
 const vserverBody = z
   .object({
@@ -237,8 +244,12 @@ export class AdminServer implements AsyncDisposable {
     const expected = digest(token);
     const log = options.logger.child({ component: "admin-api" });
     const routes = buildRoutes(options, log);
+    const dashboard = new Dashboard({
+      tokenFile: options.tokenFile,
+      isToken: (given) => isToken(given, expected),
+    });
     const server = createServer((request, response) => {
-      void serve(request, response, expected, routes, log);
+      void serve(request, response, expected, routes, dashboard, log);
     });
     server.requestTimeout = 60_000;
     server.headersTimeout = 10_000;
@@ -311,12 +322,16 @@ async function serve(
   response: ServerResponse,
   expected: Buffer,
   routes: readonly AnyRoute[],
+  dashboard: Dashboard,
   log: Logger,
 ): Promise<void> {
   try {
-    const header = request.headers.authorization ?? "";
-    const given = header.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : "";
-    if (!timingSafeEqual(digest(given), expected)) {
+    const authorized = isToken(presentedToken(request.headers, request.method), expected);
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const path = url.pathname;
+    // The dashboard's pages answer without the token too: with the log-in page.
+    if (isDashboardPath(path)) return await dashboard.serve(request, response, path, authorized);
+    if (!authorized) {
       request.resume();
       throw new HttpError(
         401,
@@ -324,8 +339,6 @@ async function serve(
         "no or wrong bearer token (see the admin-token file in the data directory)",
       );
     }
-    const url = new URL(request.url ?? "/", "http://localhost");
-    const path = url.pathname;
     const route = routes.find((r) => r.method === request.method && r.pattern.test(path));
     if (route === undefined) {
       request.resume();
@@ -370,6 +383,8 @@ function decodePathPart(part: string): string {
 
 function describe(error: unknown): { status: number; code: string; message: string } {
   if (error instanceof HttpError) return { status: error.status, code: error.code, message: error.message };
+  if (error instanceof DashboardError)
+    return { status: error.status, code: DASHBOARD_CODES[error.status] ?? "INVALID", message: error.message };
   if (error instanceof AdminError)
     return { status: STATUS_OF[error.code] ?? 500, code: error.code, message: error.message };
   if (error instanceof VolumeError) {

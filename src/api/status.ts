@@ -1,10 +1,11 @@
 /**
  * The cluster's status as an operator reads it: nodes and their state, vservers with where they
- * run and why not, volumes and their health. Assembled from a snapshot of the store and the storage
+ * run and why not, volumes and their health, live moves and how far they got. Assembled from a snapshot of the store and the storage
  * census; pure, so the admin API and the tests build the same document.
  */
 
 import { describeBlocked } from "../cluster/blocked-text.ts";
+import type { MigrationRecord } from "../cluster/catalog.ts";
 import type { ClusterSnapshot } from "../cluster/cluster-view.ts";
 import { ARENA_PAGE_BYTES } from "../service/arena.ts";
 import type { VolumeHealth } from "../storage/chunk-census.ts";
@@ -74,12 +75,18 @@ export interface VolumeStatus extends Omit<VolumeHealth, "volumeId"> {
   readonly state: "ok" | "degraded" | "unavailable";
 }
 
+/** A live move (`vserver move --live`) asked for, under way, or how the last one ended. */
+export interface MigrationStatus extends Omit<MigrationRecord, "requestId"> {
+  readonly vserver: string;
+}
+
 export interface StatusDocument {
   readonly master: { readonly nodeId: string; readonly term: number } | null;
   readonly nodes: readonly NodeStatus[];
   readonly vservers: readonly VserverStatus[];
   readonly volumes: readonly VolumeStatus[];
   readonly routes: readonly RouteStatus[];
+  readonly migrations: readonly MigrationStatus[];
 }
 
 /** `ownerEpochs`: each volume's owner epoch (storage/owners/), 0 where none is recorded. */
@@ -185,5 +192,11 @@ export function buildStatus(
         sinceMs: r.sinceMs,
       }),
     );
-  return { master, nodes, vservers, volumes: volumeStatus, routes };
+  const migrations = [...snapshot.migrations]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([vserver, { record }]): MigrationStatus => {
+      const { requestId: _request, ...rest } = record;
+      return { vserver, ...rest };
+    });
+  return { master, nodes, vservers, volumes: volumeStatus, routes, migrations };
 }

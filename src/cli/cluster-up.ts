@@ -147,6 +147,7 @@ async function runUp(options: UpOptions, output: Output): Promise<number> {
   await report(store, output);
   const env = options.data === "flotilla-data" ? "" : `FLOTILLA_TOKEN_FILE=${tokenFile} `;
   output.line(`admin API: ${admin.url} (bearer token in ${tokenFile})`);
+  output.line(`dashboard: ${admin.url}/ui (log in with that token)`);
   output.line(`  try: ${env}npm run flotilla -- status;  ${env}npm run flotilla -- fault kill-node n1`);
   output.line("Ctrl-C stops the cluster cleanly; starting again finds the vservers and their data.");
   const signal = await untilStopSignal();

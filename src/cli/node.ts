@@ -225,8 +225,10 @@ async function runNode(configPath: string, output: Output): Promise<number> {
     await store.close();
     throw error;
   }
-  if (admin !== undefined)
+  if (admin !== undefined) {
     output.line(`admin API on ${admin.url} (token in ${join(config.dataDir, "admin-token")})`);
+    output.line(`dashboard on ${admin.url}/ui (log in with that token)`);
+  }
   output.line(
     `node ${config.nodeId} up (roles ${config.roles.join(",")}, etcd ${config.etcd.join(",")}, lease ${config.leaseTtlMs} ms)`,
   );

@@ -321,4 +321,59 @@ describe("admin API", () => {
     const empty = await flotilla("status");
     assert.equal(empty.status, 0, `no vserver is down: ${empty.stdout}${empty.stderr}`);
   });
+
+  test("the dashboard: a log-in page without the token, a cookie after log-in that reads but never writes", async () => {
+    const root = await fetch(`${api.url}/`, { redirect: "manual" });
+    assert.equal(root.status, 303);
+    assert.equal(root.headers.get("location"), "/ui");
+
+    const anonymous = await fetch(`${api.url}/ui`);
+    assert.equal(anonymous.status, 200);
+    const login = await anonymous.text();
+    assert.match(login, /action="\/ui\/login"/);
+    assert.ok(login.includes(join(dir, "admin-token")), "the log-in page names the token file");
+    assert.doesNotMatch(login, /id="nodes"/, "no dashboard before log-in");
+    assert.match(anonymous.headers.get("content-security-policy") ?? "", /script-src 'self'/);
+
+    const form = (token: string) =>
+      fetch(`${api.url}/ui/login`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token }).toString(),
+      });
+    const wrong = await form("0".repeat(64));
+    assert.equal(wrong.status, 401);
+    assert.match(await wrong.text(), /not the admin token/);
+    assert.equal(wrong.headers.get("set-cookie"), null);
+
+    const right = await form(api.token);
+    assert.equal(right.status, 303);
+    const setCookie = right.headers.get("set-cookie") ?? "";
+    assert.match(setCookie, /HttpOnly; SameSite=Strict/);
+    const cookie = setCookie.split(";")[0]!;
+
+    const dashboard = await fetch(`${api.url}/ui`, { headers: { cookie } });
+    assert.match(await dashboard.text(), /id="nodes"/);
+    const read = await fetch(`${api.url}/v1/status`, { headers: { cookie } });
+    assert.equal(read.status, 200, "the cookie reads the status");
+    assert.ok(Array.isArray(((await read.json()) as StatusDocument).migrations));
+    const write = await fetch(`${api.url}/v1/volumes`, {
+      method: "POST",
+      headers: { cookie, "content-type": "application/json" },
+      body: JSON.stringify({ id: "by-cookie", size: "64M" }),
+    });
+    assert.equal(write.status, 401, "a cookie never authorizes a change");
+
+    const script = await fetch(`${api.url}/ui/app/page/dashboard.ts`);
+    assert.equal(script.status, 200, "the modules load before log-in: they hold no data");
+    assert.match(script.headers.get("content-type") ?? "", /^text\/javascript/);
+    assert.doesNotMatch(await script.text(), /import type/);
+    assert.equal((await fetch(`${api.url}/ui/app/../admin-server.ts`)).status, 404);
+    assert.equal((await fetch(`${api.url}/ui/app/tsconfig.json`)).status, 404);
+
+    const logout = await fetch(`${api.url}/ui/logout`, { method: "POST", redirect: "manual" });
+    assert.equal(logout.status, 303);
+    assert.match(logout.headers.get("set-cookie") ?? "", /Max-Age=0/);
+  });
 });

@@ -142,3 +142,25 @@ test("volumes: state from chunk health, owner vserver and owner epoch", () => {
     ],
   );
 });
+
+test("migrations: each vserver's live move with its progress, without the request id", () => {
+  const s = snapshot();
+  const record = {
+    requestId: "r1",
+    from: "n1",
+    to: "n2",
+    force: false,
+    requestedAtMs: 10,
+    state: "copying" as const,
+    reason: null,
+    rounds: 2,
+    pagesSent: 5,
+    bytesSent: 5 * 65536,
+    suspendedMs: 0,
+    updatedAtMs: 20,
+  };
+  s.migrations.set("up", { record, modRevision: 3 });
+  const { requestId: _request, ...progress } = record;
+  assert.deepEqual(buildStatus(s, [], new Map()).migrations, [{ vserver: "up", ...progress }]);
+  assert.deepEqual(buildStatus(snapshot(), [], new Map()).migrations, []);
+});
