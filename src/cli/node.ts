@@ -3,6 +3,7 @@
  * embedded store cannot span processes). The config file is JSON, parsed and checked before anything
  * starts, so a typo is an error naming the field, not a node that half starts.
  */
+
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
@@ -17,6 +18,7 @@ import {
   VSERVERS_PER_NODE_DEFAULT,
 } from "../cluster/node-runtime.ts";
 import { parseSubnet } from "../net/cidr.ts";
+import { PORT_BALANCE_DEFAULT } from "../net/port-balance.ts";
 import { BALANCE_POLICY_DEFAULT } from "../storage/balance-plan.ts";
 import { BALANCE_INTERVAL_MS_DEFAULT } from "../storage/balancer.ts";
 import { readSecretFile } from "../storage/secret-file.ts";
@@ -108,6 +110,21 @@ export const nodeConfigSchema = z
         driver: z.enum(["loopback", "linux"]).default("loopback"),
         /** Tickle ACKs to the previous holder's clients when VIPs arrive (needs gcc once, to build). */
         tickle: z.boolean().default(true),
+        /** VIPs spread over the node's ports of a subnet by measured load (see net/port-balance.ts). */
+        portBalance: z
+          .union([
+            z.literal(false),
+            z
+              .object({
+                startRatio: z.number().min(1.05).max(10).default(PORT_BALANCE_DEFAULT.startRatio),
+                stopRatio: z.number().min(1).max(10).default(PORT_BALANCE_DEFAULT.stopRatio),
+                movesMax: z.number().int().min(1).max(64).default(PORT_BALANCE_DEFAULT.movesMax),
+                floorBytesPerSec: z.number().int().min(0).default(PORT_BALANCE_DEFAULT.floorBytesPerSec),
+              })
+              .strict()
+              .refine((p) => p.stopRatio < p.startRatio, "portBalance: stopRatio must be below startRatio"),
+          ])
+          .default({ ...PORT_BALANCE_DEFAULT }),
         ports: z
           .array(
             z
@@ -130,7 +147,7 @@ export const nodeConfigSchema = z
         message:
           'network: the linux driver needs at least one port with a subnet, e.g. {"name":"eth0","subnet":"10.7.1.0/24"}',
       })
-      .default({ driver: "loopback", tickle: true, ports: [] }),
+      .default({ driver: "loopback", tickle: true, portBalance: { ...PORT_BALANCE_DEFAULT }, ports: [] }),
     /** The admin API on this node (any node can answer it: it works on the shared store). */
     admin: z
       .object({
@@ -275,7 +292,10 @@ export function registerNode(program: Command, output: Output = processOutput): 
         "                  out the tickle ACKs that make clients of a moved VIP reconnect at once (built with gcc);",
         '                  a port\'s "probes": ["10.7.1.1"] are ARP-probed with the other nodes: a port with link',
         "                  that nobody answers is cut off, and its VIPs are answered and forwarded by a node",
-        "                  that still reaches the subnet (the vserver stays)",
+        '                  that still reaches the subnet (the vserver stays); "portBalance" (default',
+        '                  {"startRatio": 1.5, "stopRatio": 1.2, "movesMax": 4, "floorBytesPerSec": 1048576})',
+        "                  moves VIPs off a port carrying startRatio x the mean of its subnet's ports, until",
+        "                  it is within stopRatio; false turns it off",
         "",
         "SIGINT or SIGTERM: the node's vservers are committed and unmounted, then it leaves; the master",
         "moves them to other nodes. Logs go to stderr as JSON lines.",

@@ -459,12 +459,20 @@ export class NodeAgent implements AsyncDisposable {
     return usage;
   }
 
-  /** Where this node takes live moves (host:port), or "" when it takes none. */
+  /** Bytes through each VIP served here since its vserver started here (for port balancing). */
+  vipBytes(): Map<string, number> {
+    const bytes = new Map<string, number>();
+    for (const served of this.served.values())
+      for (const [vip, count] of served.runtime?.vipBytes() ?? []) bytes.set(vip, count);
+    return bytes;
+  }
+
   /** The cluster as this agent last saw it (undefined before its view's first snapshot). */
   get cluster(): ClusterSnapshot | undefined {
     return this.view?.current;
   }
 
+  /** Where this node takes live moves (host:port), or "" when it takes none. */
   get moveAddress(): string {
     return this.moveListener?.address ?? "";
   }

@@ -8,6 +8,7 @@ import { mkdir } from "node:fs/promises";
 import { cpus, freemem, loadavg } from "node:os";
 import type { Logger } from "pino";
 import { NodeNetwork } from "../net/node-network.ts";
+import { PORT_BALANCE_DEFAULT, type PortBalancePolicy } from "../net/port-balance.ts";
 import type { PortConfig } from "../net/port-monitor.ts";
 import { commandRunner, LinuxVipDriver, LoopbackVipDriver } from "../net/vip-driver.ts";
 import type { ProcedureMetrics } from "../nfs/metrics.ts";
@@ -79,6 +80,8 @@ export interface NodeRuntimeOptions {
     readonly ports: readonly PortConfig[];
     /** Tickle the previous holder's clients when VIPs arrive (default true). */
     readonly tickle?: boolean;
+    /** VIPs balanced over ports by load (default PORT_BALANCE_DEFAULT; false: off). */
+    readonly portBalance?: PortBalancePolicy | false;
   };
   /** Where its vservers' NFS calls are counted (see NodeAgentOptions.nfsMetrics). */
   readonly nfsMetrics?: (vserverId: string) => ProcedureMetrics;
@@ -161,6 +164,8 @@ export class NodeRuntime implements AsyncDisposable {
         network.driver === "linux" ? new LinuxVipDriver({ run: commandRunner() }) : new LoopbackVipDriver(),
       ports: network.driver === "linux" ? network.ports : [],
       tickle: network.tickle ?? true,
+      portBalance: network.portBalance === false ? null : (network.portBalance ?? PORT_BALANCE_DEFAULT),
+      vipBytes: () => this.agentRef?.vipBytes() ?? new Map(),
       storageServers: () =>
         registry.servers().map((r) => ({ serverId: r.serverId, host: r.host, port: r.port })),
       logger: this.log,

@@ -9,8 +9,10 @@
  * storage servers it reaches.
  */
 import type { Logger } from "pino";
+import { BYTE_RATE_HALF_LIFE_MS, ByteRates } from "./byte-rates.ts";
 import { subnetOf } from "./cidr.ts";
 import type { PortState, SubnetRoute, VipPlacement } from "./model.ts";
+import { PORT_BALANCE_DEFAULT, type PortBalancePolicy, planPortBalance } from "./port-balance.ts";
 import { planPortFailover } from "./port-failover.ts";
 import { type PortConfig, PortMonitor, type PortReader } from "./port-monitor.ts";
 import { type Prober, type ProbeTarget, StorageReach } from "./storage-reach.ts";
@@ -39,6 +41,12 @@ export interface NodeNetworkOptions {
   readonly routes?: () => readonly SubnetRoute[];
   /** Called after a tick changed what the node reaches, so health is published at once. */
   readonly onChange?: () => void;
+  /** Bytes through each VIP held here so far (its vserver's listeners there), for port balancing. */
+  readonly vipBytes?: () => ReadonlyMap<string, number>;
+  /** How VIPs are balanced over the node's ports on a subnet (null: not at all). */
+  readonly portBalance?: PortBalancePolicy | null;
+  /** How often port balancing plans (default 5 s). */
+  readonly balanceEveryMs?: number;
   /** Tickle the previous holder's clients when VIPs arrive (default true). */
   readonly tickle?: boolean;
   /** How often the VIPs' connections are read for publishing (default 2 s). */
@@ -65,6 +73,12 @@ export const NETWORK_TICK_MS_DEFAULT = 200;
 /** Storage servers are probed at most this often (a probe round can wait a second for a timeout). */
 const STORAGE_PROBE_EVERY_MS = 500;
 const CONNECTIONS_EVERY_MS = 2000;
+const BALANCE_EVERY_MS = 5000;
+/**
+ * After a balancing move, the rates need two half-lives to show it (see byte-rates.ts): until then
+ * the port the VIP left still looks hot, and the node plans no further balancing moves.
+ */
+const BALANCE_SETTLE_MS = 2 * BYTE_RATE_HALF_LIFE_MS;
 const SUBNET_PROBE_EVERY_MS = 1000;
 
 type RouteSide = "router" | "owner";
@@ -94,8 +108,11 @@ export class NodeNetwork implements AsyncDisposable {
   private chain: Promise<void> = Promise.resolve();
   /** Per vserver held here: its connections as last published (a stable text, to publish on change). */
   private readonly published = new Map<string, string>();
-  /** VIP moves between ports done, for tests and status. */
-  readonly counters = { portMoves: 0, routesApplied: 0 };
+  /** Each held VIP's bytes/s (see vipBytes). */
+  private readonly vipRates = new ByteRates();
+  private balancedAt = performance.now();
+  /** VIP moves between ports done (for failover, for balance), for tests and status. */
+  readonly counters = { portMoves: 0, balanceMoves: 0, routesApplied: 0 };
 
   private constructor(options: NodeNetworkOptions) {
     this.options = options;
@@ -107,6 +124,7 @@ export class NodeNetwork implements AsyncDisposable {
 
   static async start(options: NodeNetworkOptions): Promise<NodeNetwork> {
     const network = new NodeNetwork(options);
+    await options.driver.preparePorts(options.ports.filter((p) => p.subnet !== null).map((p) => p.name));
     await network.refresh();
     network.timer = setInterval(() => network.tick(), options.intervalMs ?? NETWORK_TICK_MS_DEFAULT);
     network.timer.unref();
@@ -147,7 +165,7 @@ export class NodeNetwork implements AsyncDisposable {
       vserverId: at.vserverId,
       nodeId: this.options.nodeId,
       port: at.port,
-      loadBytesPerSec: 0,
+      loadBytesPerSec: Math.round(this.vipRates.rate(vip)),
     }));
   }
 
@@ -331,7 +349,7 @@ export class NodeNetwork implements AsyncDisposable {
         const held = this.held.get(action.vip);
         if (held === undefined) return;
         const later = announced !== undefined && held.port === null;
-        await driver.hold(action.vip, action.toPort, !later);
+        await this.holdOn(action.vip, action.toPort, !later);
         if (later) announced.push(driver.announce(action.vip, action.toPort));
         this.logPlaced(action.vip, held.port, action.toPort, action.reason);
         held.port = action.toPort;
@@ -339,6 +357,37 @@ export class NodeNetwork implements AsyncDisposable {
     );
     const failed = moved.find((m) => m.status === "rejected");
     if (failed !== undefined) throw failed.reason;
+  }
+
+  /**
+   * Moves VIPs from a hot port to a cool one of the same subnet (see port-balance.ts), at most every
+   * balanceEveryMs, and not while the rates do not yet show the last move.
+   */
+  private async balance(): Promise<void> {
+    const policy = this.options.portBalance === undefined ? PORT_BALANCE_DEFAULT : this.options.portBalance;
+    const now = performance.now();
+    if (policy === null || now - this.balancedAt < (this.options.balanceEveryMs ?? BALANCE_EVERY_MS)) return;
+    this.balancedAt = now;
+    const actions = planPortBalance(this.options.nodeId, this.ports(), this.placements(), policy);
+    for (const action of actions) {
+      if (action.kind !== "move-vip") continue;
+      const held = this.held.get(action.vip);
+      if (held === undefined || held.port !== action.fromPort) continue;
+      await this.holdOn(action.vip, action.toPort, true);
+      held.port = action.toPort;
+      this.counters.balanceMoves++;
+      this.log.warn(
+        { vip: action.vip, from: action.fromPort, to: action.toPort, reason: action.reason },
+        "VIP moved to another port to balance the ports",
+      );
+    }
+    if (actions.length > 0) this.balancedAt = now + BALANCE_SETTLE_MS;
+  }
+
+  /** Puts a VIP on a port of this node, its replies to the port's subnet leaving by that port. */
+  private async holdOn(vip: string, port: string, announce: boolean): Promise<void> {
+    const subnet = this.options.ports.find((p) => p.name === port)?.subnet ?? undefined;
+    await this.options.driver.hold(vip, port, { announce, ...(subnet === undefined ? {} : { subnet }) });
   }
 
   private logPlaced(vip: string, from: string | null, to: string, reason: string): void {
@@ -469,6 +518,10 @@ export class NodeNetwork implements AsyncDisposable {
         this.log.error({ err: error }, "could not place VIPs"),
       );
       await this.routesChanged();
+      this.vipRates.sample(this.options.vipBytes?.() ?? new Map(), performance.now());
+      await this.serially(() => this.balance()).catch((error: unknown) =>
+        this.log.error({ err: error }, "could not balance the VIPs over the ports"),
+      );
       await this.publishConnections().catch((error: unknown) =>
         this.log.warn({ err: error }, "could not publish the VIPs' connections"),
       );

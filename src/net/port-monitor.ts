@@ -3,8 +3,10 @@
  * a node in a network namespace sees for its own namespace when sysfs is mounted for it, as
  * `ip netns exec` does) and bytes per second in and out, decayed. Read on the node's health tick.
  */
+
 import { readFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
+import { ByteRates } from "./byte-rates.ts";
 import { parseSubnet, subnetContains } from "./cidr.ts";
 import type { PortState } from "./model.ts";
 
@@ -75,18 +77,13 @@ export function portAddress(
   );
 }
 
-/** The decay of the bytes/s estimate: half its weight is the last 5 s. */
-const HALF_LIFE_MS = 5000;
-
 export class PortMonitor {
   private readonly nodeId: string;
   private readonly ports: readonly PortConfig[];
   private readonly read: PortReader;
   private readonly readAddresses: AddressReader;
-  private readonly last = new Map<
-    string,
-    { bytes: number; atMs: number; rate: number; up: boolean; address: string | null }
-  >();
+  private readonly rates = new ByteRates();
+  private readonly last = new Map<string, { rate: number; up: boolean; address: string | null }>();
 
   constructor(
     nodeId: string,
@@ -105,15 +102,9 @@ export class PortMonitor {
     const readings = await Promise.all(this.ports.map((p) => this.read(p.name)));
     this.ports.forEach((port, i) => {
       const reading = readings[i]!;
-      const before = this.last.get(port.name);
-      let rate = before?.rate ?? 0;
-      if (before !== undefined && nowMs > before.atMs && reading.bytes >= before.bytes) {
-        const instant = ((reading.bytes - before.bytes) * 1000) / (nowMs - before.atMs);
-        const keep = 0.5 ** ((nowMs - before.atMs) / HALF_LIFE_MS);
-        rate = keep * rate + (1 - keep) * instant;
-      }
+      const rate = this.rates.fold(port.name, reading.bytes, nowMs);
       const address = portAddress(this.readAddresses(port.name), port.subnet);
-      this.last.set(port.name, { bytes: reading.bytes, atMs: nowMs, rate, up: reading.up, address });
+      this.last.set(port.name, { rate, up: reading.up, address });
     });
     return this.current();
   }

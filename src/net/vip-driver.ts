@@ -12,9 +12,12 @@ import {
   isAlreadyDone,
   ownerDownArgvs,
   ownerUpArgvs,
+  portArpArgv,
   ROUTE_TABLES_MAX,
   routerDownArgvs,
   routerUpArgvs,
+  vipPortDownArgvs,
+  vipPortUpArgvs,
 } from "./route-commands.ts";
 import {
   establishedArgv,
@@ -29,8 +32,11 @@ export interface VipDriver {
   /**
    * Makes `vip` answer on `port` of this node (the Linux driver needs a port). Idempotent. It is
    * announced there unless `announce` is false (the caller announces it later, see NodeNetwork.hold).
+   * Given the port's `subnet`, the VIP's replies to it leave by that port too.
    */
-  hold(vip: string, port: string | null, announce?: boolean): Promise<void>;
+  hold(vip: string, port: string | null, options?: HoldOptions): Promise<void>;
+  /** Readies the node's client ports for VIPs: each answers only for what is on it. Idempotent. */
+  preparePorts(ports: readonly string[]): Promise<void>;
   /** Stops answering on `vip`. Idempotent. */
   release(vip: string): Promise<void>;
   /**
@@ -50,6 +56,13 @@ export interface VipDriver {
   stopReplyingVia(route: SubnetRoute): Promise<void>;
 }
 
+export interface HoldOptions {
+  /** Announce the VIP on its port now (default true). */
+  readonly announce?: boolean;
+  /** The port's subnet: replies from the VIP to it leave by the port (see route-commands.ts). */
+  readonly subnet?: string;
+}
+
 export class VipDriverError extends Error {
   override name = "VipDriverError";
 }
@@ -64,6 +77,8 @@ export class LoopbackVipDriver implements VipDriver {
   }
 
   async release(): Promise<void> {}
+
+  async preparePorts(): Promise<void> {}
 
   /** A loopback VIP never moves between hosts: there is no client to tell. */
   async connections(): Promise<TrackedConnections> {
@@ -146,6 +161,8 @@ export class LinuxVipDriver implements VipDriver {
   private readonly held = new Map<string, string>();
   /** The routing table slot of each VIP replied to through a router (see route-commands.ts). */
   private readonly slots = new Map<string, number>();
+  /** The routing table slot of each VIP's own port (see vipPortUpArgvs). */
+  private readonly portSlots = new Map<string, number>();
 
   constructor(options: LinuxVipDriverOptions) {
     this.run = options.run;
@@ -154,7 +171,7 @@ export class LinuxVipDriver implements VipDriver {
     this.tickleProgram = options.tickleProgram ?? (() => tickleProgram());
   }
 
-  async hold(vip: string, port: string | null, announce = true): Promise<void> {
+  async hold(vip: string, port: string | null, options: HoldOptions = {}): Promise<void> {
     parseIpv4(vip);
     if (port === null) throw new VipDriverError(`VIP ${vip}: the Linux driver needs a port to put it on`);
     const at = this.held.get(vip);
@@ -165,11 +182,33 @@ export class LinuxVipDriver implements VipDriver {
       // Already there (a restart of this node's agent): holding it is what was asked.
       if (!(error instanceof VipDriverError && /File exists/.test(error.message))) throw error;
     }
+    if (options.subnet !== undefined) {
+      const ruled = this.portSlots.has(vip);
+      const argvs = vipPortUpArgvs(vip, port, options.subnet, this.slotOf(this.portSlots, vip));
+      // On a move the rule is there already: only the table's route changes port.
+      await this.runAll(ruled ? argvs.slice(0, 1) : argvs);
+    }
     // Moving between ports of this node: added on the new one before it leaves the old, so the
     // address never stops being local and sockets bound to it (the NFS listeners) stay valid.
     if (at !== undefined) await this.deleteFrom(vip, at);
     this.held.set(vip, port);
-    if (announce) await this.announce(vip, port);
+    if (options.announce ?? true) await this.announce(vip, port);
+  }
+
+  /** The VIP's table slot in `slots`, taking the first free one. */
+  private slotOf(slots: Map<string, number>, vip: string): number {
+    const known = slots.get(vip);
+    if (known !== undefined) return known;
+    const used = new Set(slots.values());
+    const slot = [...Array(ROUTE_TABLES_MAX).keys()].find((s) => !used.has(s));
+    if (slot === undefined)
+      throw new VipDriverError(`VIP ${vip}: all ${ROUTE_TABLES_MAX} route tables are in use`);
+    slots.set(vip, slot);
+    return slot;
+  }
+
+  async preparePorts(ports: readonly string[]): Promise<void> {
+    if (ports.length > 0) await this.run(portArpArgv(ports));
   }
 
   async announce(vip: string, port: string): Promise<void> {
@@ -200,6 +239,11 @@ export class LinuxVipDriver implements VipDriver {
     if (port === undefined) return;
     await this.deleteFrom(vip, port);
     this.held.delete(vip);
+    const slot = this.portSlots.get(vip);
+    if (slot !== undefined) {
+      await this.runAll(vipPortDownArgvs(vip, slot));
+      this.portSlots.delete(vip);
+    }
   }
 
   private async deleteFrom(vip: string, port: string): Promise<void> {
@@ -237,15 +281,7 @@ export class LinuxVipDriver implements VipDriver {
   }
 
   async replyVia(route: SubnetRoute): Promise<void> {
-    let slot = this.slots.get(route.vip);
-    if (slot === undefined) {
-      const used = new Set(this.slots.values());
-      slot = [...Array(ROUTE_TABLES_MAX).keys()].find((s) => !used.has(s));
-      if (slot === undefined)
-        throw new VipDriverError(`VIP ${route.vip}: all ${ROUTE_TABLES_MAX} route tables are in use`);
-      this.slots.set(route.vip, slot);
-    }
-    await this.runAll(ownerUpArgvs(route, slot));
+    await this.runAll(ownerUpArgvs(route, this.slotOf(this.slots, route.vip)));
   }
 
   async stopReplyingVia(route: SubnetRoute): Promise<void> {

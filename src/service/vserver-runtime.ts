@@ -234,6 +234,22 @@ export class VserverRuntime implements AsyncDisposable {
     return this.state.stats();
   }
 
+  /** Bytes in and out on each VIP since the runtime started (its NFS and MOUNT listeners there). */
+  vipBytes(): Map<string, number> {
+    const bytes = new Map<string, number>();
+    for (const [i, endpoint] of this.endpoints.entries()) {
+      // Listeners go in pairs per VIP, NFS then MOUNT, in the order of the endpoints.
+      const pair = this.servers.slice(2 * i, 2 * i + 2);
+      let total = 0;
+      for (const server of pair) {
+        const { in: inBytes, out } = server.networkBytes();
+        total += inBytes + out;
+      }
+      bytes.set(endpoint.address, total);
+    }
+    return bytes;
+  }
+
   /**
    * For a live move: new calls are held, those running finish (within `drainMs`), and every volume
    * commits, so nothing acknowledged depends on this node once the state has left. Undone by resume.

@@ -14,6 +14,7 @@
  * - subnet A cut off from the serving node (its ports keep their link; the switch stops passing
  *   them): its ARP probes go unanswered, the master routes the VIPs through another node (proxy ARP
  *   there, forwarding over subnet B), and the vserver stays; the route goes when the subnet returns.
+ * - port balancing: both VIPs busy on one port of subnet A; the node moves one to its idle port.
  * Every acknowledged block reads back after each.
  */
 import assert from "node:assert/strict";
@@ -80,6 +81,61 @@ describe("network faults on a cluster of processes in a lab", {
     // Generous for a loaded CI machine; the goal (0.5 s) is bench:net's.
     assert.ok(round.stallMs < 5000, `the client stalled ${round.stallMs} ms:\n${round.writerOutput}`);
     await net.lab.fault({ kind: "heal" });
+  });
+
+  test("port balancing: with both VIPs busy on one port, one moves to the node's idle port on the subnet", async (t) => {
+    const on = await net.cluster.servedBy(LAB_VSERVER);
+    await until("the VIPs on ports", async () => ((await net.vipPortsOf(on)).size === 2 ? true : undefined));
+    const start = await net.vipPortsOf(on);
+    const [a, b] = net.vips as [string, string];
+    if (start.get(a) !== start.get(b)) {
+      // Put them on one port as a node would after a restart: the other port down, then back.
+      const other = start.get(a) === "eth0" ? "eth0" : "eth2";
+      await net.lab.fault({ kind: "port-down", node: on, port: other });
+      await until("both VIPs on one port", async () => {
+        const ports = await net.vipPortsOf(on);
+        return ports.get(a) === ports.get(b) ? true : undefined;
+      });
+      await net.lab.fault({ kind: "heal" });
+    }
+    const shared = (await net.vipPortsOf(on)).get(a);
+    const startedAt = performance.now();
+    const spread = until(
+      "the VIPs on two ports",
+      async () => {
+        const ports = await net.vipPortsOf(on);
+        return ports.get(a) !== ports.get(b) ? { ports, atMs: performance.now() } : undefined;
+      },
+      40_000,
+    );
+    const round = (vip: string, file: string) =>
+      writerRound(
+        net.cluster,
+        {
+          writer: net.writer,
+          vserverId: LAB_VSERVER,
+          url: net.url.replace(a, vip),
+          file,
+          seconds: 25,
+          killAfterMs: 1000,
+          blockBytes: 65536,
+          namespace: net.client,
+        },
+        async () => {
+          await spread;
+          return { takenOverBy: on };
+        },
+      );
+    const [first, second] = await Promise.all([round(a, "/balance-a"), round(b, "/balance-b")]);
+    const { ports: after, atMs } = await spread;
+    t.diagnostic(
+      `both VIPs on ${shared} of ${on}; spread to ${after.get(a)} and ${after.get(b)} ${((atMs - startedAt) / 1000).toFixed(1)} s into the load; longest gaps ${Math.round(first.stallMs)} and ${Math.round(second.stallMs)} ms`,
+    );
+    assert.equal(await net.cluster.servedBy(LAB_VSERVER), on, "the vserver did not move");
+    for (const r of [first, second]) {
+      assert.equal(r.verified, r.acked, `blocks lost or damaged: ${r.badBlocks.join(", ")}`);
+      assert.ok(r.acked > 20);
+    }
   });
 
   /** A fault on the serving node under the writer; the vserver must end up on another node. */

@@ -103,6 +103,8 @@ function nodeConfig(topology: LabTopology, nodeId: string, tickle: boolean): Rec
     network: {
       driver: "linux",
       tickle,
+      // The lab's writers move a few MB/s: balance from 64 KiB/s on.
+      portBalance: { floorBytesPerSec: 64 * 1024 },
       ports: node.ports.flatMap((p) =>
         p.network === "A" || p.network === "B"
           ? [{ name: p.name, subnet: topology.networks[p.network].cidr }]

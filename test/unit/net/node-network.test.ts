@@ -24,6 +24,10 @@ class RecordingDriver implements VipDriver {
   async release(vip: string): Promise<void> {
     this.where.delete(vip);
   }
+  readonly prepared: string[] = [];
+  async preparePorts(ports: readonly string[]): Promise<void> {
+    this.prepared.push(...ports);
+  }
   async connections(vip: string) {
     return {
       connections: [{ local: { ip: vip, port: 2049 }, remote: { ip: "10.7.1.201", port: 900 } }],
@@ -87,6 +91,7 @@ test("VIPs go on a port of their subnet, move to the other one when theirs goes 
   const driver = new RecordingDriver();
   const { net, published, tick } = await network(links, driver);
   await net.hold("vs1", ["10.7.1.50", "10.7.2.50"]);
+  assert.deepEqual(driver.prepared, ["eth0", "eth2", "eth1"], "client ports readied for VIPs");
   assert.equal(driver.where.get("10.7.2.50"), "eth1");
   const first = driver.where.get("10.7.1.50");
   assert.ok(first === "eth0" || first === "eth2");
@@ -175,6 +180,46 @@ test("the next holder announces its VIPs and tickles the connections the previou
   await off.net.serving("vs1", ["10.7.1.50"]);
   assert.equal(quiet.tickled.length, 0);
   await off.net.close();
+});
+
+test("a hot port's VIPs spread over the node's other port on the subnet, by measured load", async () => {
+  const bytes = new Map([
+    ["eth0", 0],
+    ["eth2", 0],
+    ["eth1", 0],
+  ]);
+  const vipBytes = new Map([
+    ["10.7.1.50", 0],
+    ["10.7.1.51", 0],
+  ]);
+  const driver = new RecordingDriver();
+  const { net } = await network(new Map(), driver, {
+    balanceEveryMs: 0,
+    portBalance: { startRatio: 1.5, stopRatio: 1.2, movesMax: 4, floorBytesPerSec: 1 },
+    readPort: async (name: string): Promise<PortReading> => ({ up: true, bytes: bytes.get(name) ?? 0 }),
+    vipBytes: () => vipBytes,
+  });
+  await net.hold("vs1", ["10.7.1.50", "10.7.1.51"]);
+  const ports = (): string[] => ["10.7.1.50", "10.7.1.51"].map((v) => driver.where.get(v) ?? "?");
+  assert.deepEqual(ports(), ["eth0", "eth0"], "idle ports: both VIPs on the first");
+  await net.refresh();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  // Both VIPs busy, and all of it through eth0.
+  bytes.set("eth0", 2e9);
+  vipBytes.set("10.7.1.50", 1e9);
+  vipBytes.set("10.7.1.51", 1e9);
+  await net.refresh();
+  assert.deepEqual(ports().sort(), ["eth0", "eth2"], "one VIP moved to the idle port");
+  assert.equal(net.counters.balanceMoves, 1);
+  assert.equal(net.counters.portMoves, 0, "a balancing move is not a failover");
+  assert.ok(
+    net.placements().every((p) => p.loadBytesPerSec > 0),
+    "each VIP's load is measured",
+  );
+  bytes.set("eth0", 4e9);
+  await net.refresh();
+  assert.equal(net.counters.balanceMoves, 1, "nothing more until the rates show the move");
+  await net.close();
 });
 
 test("a storage server counts as unreached only after three failed probes in a row", async () => {

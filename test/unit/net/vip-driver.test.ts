@@ -33,6 +33,36 @@ test("the Linux driver adds, announces, moves and deletes an address, each once"
   ]);
 });
 
+test("the Linux driver routes a VIP's replies out of the port it is on, with a table of its own", async () => {
+  const commands: string[] = [];
+  const driver = new LinuxVipDriver({
+    run: async (argv) => {
+      commands.push(argv.join(" "));
+      return argv[0] === "arping" ? "1 packets transmitted" : "";
+    },
+  });
+  const subnet = "10.7.1.0/24";
+  await driver.hold("10.7.1.50", "eth0", { subnet, announce: false });
+  await driver.hold("10.7.1.51", "eth0", { subnet, announce: false });
+  await driver.hold("10.7.1.50", "eth2", { subnet, announce: false });
+  await driver.release("10.7.1.50");
+  assert.deepEqual(commands, [
+    "ip addr add 10.7.1.50/32 dev eth0",
+    "ip route replace 10.7.1.0/24 dev eth0 src 10.7.1.50 table 21024",
+    "ip rule add from 10.7.1.50 lookup 21024 pref 2024",
+    "ip addr add 10.7.1.51/32 dev eth0",
+    "ip route replace 10.7.1.0/24 dev eth0 src 10.7.1.51 table 21025",
+    "ip rule add from 10.7.1.51 lookup 21025 pref 2025",
+    // A move: the table follows the address to the new port before it leaves the old one.
+    "ip addr add 10.7.1.50/32 dev eth2",
+    "ip route replace 10.7.1.0/24 dev eth2 src 10.7.1.50 table 21024",
+    "ip addr del 10.7.1.50/32 dev eth0",
+    "ip addr del 10.7.1.50/32 dev eth2",
+    "ip rule del from 10.7.1.50 lookup 21024 pref 2024",
+    "ip route flush table 21024",
+  ]);
+});
+
 test("the Linux driver says so when the announcement did not go out", async () => {
   const driver = new LinuxVipDriver({ run: async () => "0 packets transmitted" });
   await assert.rejects(driver.hold("10.7.1.50", "eth0"), /sent no announcement/);
