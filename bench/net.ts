@@ -121,7 +121,9 @@ const medianOf = (kind: Kind): number =>
   );
 process.stdout.write("\n");
 let lost = 0;
+let empty = 0;
 for (const [kind, list] of results) {
+  empty += list.filter((r) => r.acked === 0).length;
   const sorted = list.map((r) => r.stallMs).sort((a, b) => a - b);
   lost += list.reduce((n, r) => n + (r.acked - r.verified), 0);
   process.stdout.write(
@@ -133,9 +135,10 @@ const peer = medianOf("subnet-ports, no tickles") / medianOf("subnet-ports");
 process.stdout.write(
   [
     `acknowledged blocks lost or damaged: ${lost}`,
+    `rounds in which no block was acknowledged (a broken round, not a stall): ${empty}`,
     `port median / goal (${GOAL_PORT_MEDIAN_MS} ms): ${(port / GOAL_PORT_MEDIAN_MS).toFixed(2)}  ${port <= GOAL_PORT_MEDIAN_MS ? "(goal met)" : "(goal NOT met)"}`,
     `subnet-ports median without tickles / with: ${peer.toFixed(1)}x`,
     "",
   ].join("\n"),
 );
-if (lost > 0) process.exitCode = 1;
+if (lost > 0 || empty > 0) process.exitCode = 1;

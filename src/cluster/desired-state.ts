@@ -274,6 +274,8 @@ export async function deleteVserver(store: CoordinationStore, vserverId: string)
       [
         { op: "delete", key: clusterKeys.vserver(vserverId) },
         { op: "delete", key: clusterKeys.placement(vserverId) },
+        // Its clients' connections: nobody will hold its VIPs for them again.
+        { op: "delete", key: clusterKeys.connections(vserverId) },
         ...claims.map((key): TxnOp => ({ op: "delete", key })),
       ],
     );

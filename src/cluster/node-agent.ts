@@ -759,7 +759,8 @@ export class NodeAgent implements AsyncDisposable {
    */
   private async publishConnections(id: string): Promise<void> {
     const vips = this.options.vips;
-    if (vips === undefined) return;
+    // A deleted vserver's record went with it: its VIPs have no next holder to tickle.
+    if (vips === undefined || this.view?.current.vservers.has(id) !== true) return;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, PUBLISH_AT_STOP_MS);

@@ -102,8 +102,8 @@ export class NodeNetwork implements AsyncDisposable {
   private ticking: Promise<void> | undefined;
   private lastReach = "";
   private connectionsReadAt = Number.NEGATIVE_INFINITY;
-  /** Per vserver: the announcements of its VIPs new here, sent while its listeners start. */
-  private readonly announcing = new Map<string, Promise<void>>();
+  /** Per vserver: its VIPs new here, announced once its listeners are up (see hold). */
+  private readonly unannounced = new Map<string, Set<string>>();
   /** The VIP change in progress (see serially). */
   private chain: Promise<void> = Promise.resolve();
   /** Per vserver held here: its connections as last published (a stable text, to publish on change). */
@@ -201,38 +201,39 @@ export class NodeNetwork implements AsyncDisposable {
   }
 
   /**
-   * Puts a vserver's VIPs on ports (before its listeners bind to them). Their announcements are sent
-   * meanwhile, not waited for: the listeners need only the addresses, and `serving` waits for them.
+   * Puts a vserver's VIPs on ports (before its listeners bind to them). The VIPs new here are not
+   * announced yet: a client told now would reach a VIP nobody listens on, be refused, and back off
+   * (libnfs's reconnects then stalled up to 30 s). `serving` announces them.
    */
   async hold(vserverId: string, vips: readonly string[]): Promise<void> {
     if (!this.managesPorts) return;
     await this.serially(async () => {
       for (const vip of vips) if (!this.held.has(vip)) this.held.set(vip, { vserverId, port: null });
-      const announced: Promise<void>[] = [];
-      await this.place(vips, announced);
-      const previous = this.announcing.get(vserverId);
-      const settled = Promise.allSettled([previous, ...announced]).then((results) => {
-        for (const r of results)
-          if (r.status === "rejected")
-            this.log.error(
-              { err: r.reason, vserverId },
-              "could not announce a VIP: clients learn of it late",
-            );
-      });
-      this.announcing.set(vserverId, settled);
+      const fresh = this.unannounced.get(vserverId) ?? new Set<string>();
+      this.unannounced.set(vserverId, fresh);
+      await this.place(vips, fresh);
     });
   }
 
   /**
-   * The vserver's listeners are up on its VIPs: once the VIPs are announced, its previous holder's
-   * clients are tickled. Not before the listeners: a client reset earlier reconnects to a port
-   * nobody listens on yet, is refused, and backs off.
+   * The vserver's listeners are up on its VIPs: the VIPs new here are announced, then the previous
+   * holder's clients are tickled, and reconnect to listeners.
    */
   async serving(vserverId: string, vips: readonly string[]): Promise<void> {
     if (!this.managesPorts) return;
-    const announced = this.announcing.get(vserverId);
-    this.announcing.delete(vserverId);
-    await announced;
+    await this.serially(async () => {
+      const fresh = [...(this.unannounced.get(vserverId) ?? [])];
+      this.unannounced.delete(vserverId);
+      const results = await Promise.allSettled(
+        fresh.flatMap((vip) => {
+          const port = this.held.get(vip)?.port;
+          return port === null || port === undefined ? [] : [this.options.driver.announce(vip, port)];
+        }),
+      );
+      for (const r of results)
+        if (r.status === "rejected")
+          this.log.error({ err: r.reason, vserverId }, "could not announce a VIP: clients learn of it late");
+    });
     await this.tickle(vserverId, vips).catch((error: unknown) =>
       this.log.warn({ err: error, vserverId }, "could not tickle the clients of the previous holder"),
     );
@@ -312,11 +313,9 @@ export class NodeNetwork implements AsyncDisposable {
   async release(vips: readonly string[]): Promise<void> {
     if (!this.managesPorts) return;
     const results = await this.serially(async () => {
-      // An announcement still on its way must not claim a VIP for this node after it left.
-      const owners = new Set(vips.flatMap((vip) => this.held.get(vip)?.vserverId ?? []));
-      for (const id of owners) {
-        await this.announcing.get(id);
-        this.announcing.delete(id);
+      for (const vip of vips) {
+        const owner = this.held.get(vip)?.vserverId;
+        if (owner !== undefined) this.unannounced.delete(owner);
       }
       const settled = await Promise.allSettled(vips.map((vip) => this.options.driver.release(vip)));
       for (const vip of vips) this.held.delete(vip);
@@ -329,13 +328,13 @@ export class NodeNetwork implements AsyncDisposable {
 
   /**
    * VIPs not on a good port of their subnet are put on one, if the node has one, all at once. A VIP
-   * new here is announced beside, into `announced` when given; one moving between ports at once.
+   * new here goes into `unannounced` when given (announced later); one moving between ports is
+   * announced at once.
    */
-  private async place(only?: readonly string[], announced?: Promise<void>[]): Promise<void> {
+  private async place(only?: readonly string[], unannounced?: Set<string>): Promise<void> {
     const wanted = new Set(only ?? this.held.keys());
     const placements = this.placements().filter((p) => wanted.has(p.vip));
     const actions = planPortFailover(this.ports(), placements);
-    const driver = this.options.driver;
     const moved = await Promise.allSettled(
       actions.map(async (action) => {
         if (action.kind !== "move-vip") {
@@ -348,9 +347,9 @@ export class NodeNetwork implements AsyncDisposable {
         }
         const held = this.held.get(action.vip);
         if (held === undefined) return;
-        const later = announced !== undefined && held.port === null;
+        const later = unannounced !== undefined && held.port === null;
         await this.holdOn(action.vip, action.toPort, !later);
-        if (later) announced.push(driver.announce(action.vip, action.toPort));
+        if (later) unannounced.add(action.vip);
         this.logPlaced(action.vip, held.port, action.toPort, action.reason);
         held.port = action.toPort;
       }),

@@ -13,7 +13,12 @@ import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { AdminServer } from "../../src/api/admin-server.ts";
 import type { StatusDocument } from "../../src/api/status.ts";
-import { clusterKeys, encodeRecord, nodeSettingsSchema } from "../../src/cluster/catalog.ts";
+import {
+  clusterKeys,
+  connectionsRecordSchema,
+  encodeRecord,
+  nodeSettingsSchema,
+} from "../../src/cluster/catalog.ts";
 import { MAIN } from "../support/flotilla-process.ts";
 import { StorageTestCluster } from "../support/storage-cluster.ts";
 import { run } from "./tools.ts";
@@ -213,7 +218,16 @@ describe("admin API", () => {
     assert.equal(doc.nodes.find((n) => n.id === "n8")?.operatorState, "draining");
 
     assert.equal((await request("DELETE", "/v1/volumes/va")).status, 409, "a volume in use stays");
+    await tier.store.put(
+      clusterKeys.connections("a"),
+      encodeRecord(connectionsRecordSchema, { nodeId: "n8", atMs: 0, connections: [] }),
+    );
     assert.equal((await request("DELETE", "/v1/vservers/a")).status, 200);
+    assert.equal(
+      await tier.store.get(clusterKeys.connections("a")),
+      undefined,
+      "its connections went with it",
+    );
     assert.equal((await request("DELETE", "/v1/volumes/va")).status, 200);
     assert.equal((await request("POST", "/v1/faults/kill-node", { node: "n1" })).status, 200);
     assert.deepEqual(killed, ["n1"]);

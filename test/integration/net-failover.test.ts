@@ -33,6 +33,14 @@ function skipReason(): string | undefined {
 
 let net: LabCluster;
 
+/** Until the node publishes both VIPs on a port (a VIP being placed shows no port yet). */
+function vipsOnPorts(nodeId: string): Promise<true> {
+  return until("the VIPs on ports", async () => {
+    const ports = await net.vipPortsOf(nodeId);
+    return ports.size === 2 && [...ports.values()].every((p) => p !== null) ? true : undefined;
+  });
+}
+
 describe("network faults on a cluster of processes in a lab", {
   skip: skipReason(),
   timeout: 600_000,
@@ -47,7 +55,7 @@ describe("network faults on a cluster of processes in a lab", {
 
   test("a port down with a good port left on its subnet: the VIPs move to it, the vserver stays", async (t) => {
     const on = await net.cluster.servedBy(LAB_VSERVER);
-    await until("the VIPs on ports", async () => ((await net.vipPortsOf(on)).size === 2 ? true : undefined));
+    await vipsOnPorts(on);
     const before = await net.vipPortsOf(on);
     const port = before.get(net.vips[0]!)!;
     assert.ok(port === "eth0" || port === "eth2", `on a subnet-A port: ${port}`);
@@ -85,7 +93,7 @@ describe("network faults on a cluster of processes in a lab", {
 
   test("port balancing: with both VIPs busy on one port, one moves to the node's idle port on the subnet", async (t) => {
     const on = await net.cluster.servedBy(LAB_VSERVER);
-    await until("the VIPs on ports", async () => ((await net.vipPortsOf(on)).size === 2 ? true : undefined));
+    await vipsOnPorts(on);
     const start = await net.vipPortsOf(on);
     const [a, b] = net.vips as [string, string];
     if (start.get(a) !== start.get(b)) {

@@ -14,8 +14,8 @@ import { ProcessCluster } from "./process-cluster.ts";
 
 export const LAB_VSERVER = "net";
 const PORTS = { nfs: 2049, mount: 20_048 };
-/** Room for bench:net's rounds: each writes up to ~50 MiB and its files are kept for the read-back. */
-const VOLUME_BYTES = 1024 * 1024 * 1024;
+/** Room for bench:net's rounds: each writes up to ~60 MiB and its file is kept for the read-back (50 rounds). */
+const VOLUME_BYTES = 4 * 1024 * 1024 * 1024;
 
 export interface LabClusterOptions {
   readonly tag: string;
