@@ -2,7 +2,8 @@
  * Port balancing on one node (pure): when its busiest good port carries more than `startRatio`
  * times the mean of its good ports on the same subnet, VIPs move from it to the least loaded of them,
  * the VIP whose load comes closest to half the gap first, until the busiest is within `stopRatio`
- * of the mean or no move makes it better. The dead-band between the two keeps a node from flapping;
+ * of the mean or no move takes a tenth off the busier of the two ports (a VIP carrying all of a
+ * port's load stays: moving it would only swap the ports). The dead-band between the two keeps a node from flapping;
  * at most `movesMax` moves per plan.
  */
 import { subnetOf } from "./cidr.ts";
@@ -22,6 +23,9 @@ export const PORT_BALANCE_DEFAULT: PortBalancePolicy = {
   movesMax: 4,
   floorBytesPerSec: 1024 * 1024,
 };
+
+/** The least share of the hot port's load a move must take off the busier port of the two. */
+const MOVE_GAIN_MIN = 0.1;
 
 export function planPortBalance(
   nodeId: string,
@@ -53,9 +57,12 @@ export function planPortBalance(
       if (started && ratio <= policy.stopRatio) break;
       started = true;
       const gap = hotLoad - coolLoad;
-      // A VIP moved must leave the pair closer than before: less than the whole gap.
+      // A VIP moved must bring the busier of the pair down by a tenth at least: one carrying nearly
+      // all of the hot port's load would only make the cool port the hot one, and move back later.
+      const helps = (load: number): boolean =>
+        Math.max(hotLoad - load, coolLoad + load) <= hotLoad * (1 - MOVE_GAIN_MIN);
       const candidate = (onPort.get(hot) ?? [])
-        .filter((v) => v.loadBytesPerSec > 0 && v.loadBytesPerSec < gap)
+        .filter((v) => v.loadBytesPerSec > 0 && helps(v.loadBytesPerSec))
         .sort(
           (a, b) =>
             Math.abs(a.loadBytesPerSec - gap / 2) - Math.abs(b.loadBytesPerSec - gap / 2) ||

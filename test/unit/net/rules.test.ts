@@ -325,6 +325,34 @@ describe("port balancing", () => {
       ],
     );
   });
+  it("leaves a VIP that carries nearly all of its port's load: moving it would only swap the ports", () => {
+    const ports = [port("n1", "eth0", A, true, 10 * MB), port("n1", "eth2", A, true, 0)];
+    assert.deepEqual(
+      planPortBalance("n1", ports, [vip("10.7.1.51", "vs1", "n1", "eth0", 10 * MB - 1000)]),
+      [],
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 0, max: 50 }),
+        (loads, coolMb) => {
+          const hot = loads.reduce((a, b) => a + b, 0) * MB;
+          const vips = loads.map((l, i) => vip(`10.7.1.${60 + i}`, `vs${i}`, "n1", "eth0", l * MB));
+          const plan = planPortBalance(
+            "n1",
+            [port("n1", "eth0", A, true, hot), port("n1", "eth2", A, true, coolMb * MB)],
+            vips,
+          );
+          // Whatever moves, the busier port after the plan carries less than the hot one did.
+          const moved = new Set(plan.map((a) => (a.kind === "move-vip" ? a.vip : "")));
+          const left = vips.filter((v) => !moved.has(v.vip)).reduce((a, v) => a + v.loadBytesPerSec, 0);
+          const cool =
+            coolMb * MB + vips.filter((v) => moved.has(v.vip)).reduce((a, v) => a + v.loadBytesPerSec, 0);
+          if (plan.length > 0) assert.ok(Math.max(left, cool) < hot, `${left} ${cool} of ${hot}`);
+        },
+      ),
+    );
+  });
   it("does nothing inside the dead-band, below the floor, or with one port", () => {
     const vips = [
       vip("10.7.1.51", "vs1", "n1", "eth0", 10 * MB),
