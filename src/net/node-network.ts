@@ -271,20 +271,8 @@ export class NodeNetwork implements AsyncDisposable {
     const now = performance.now();
     if (now - this.connectionsReadAt < (this.options.connectionsEveryMs ?? CONNECTIONS_EVERY_MS)) return;
     this.connectionsReadAt = now;
-    const byVserver = new Map<string, TcpConnection[]>();
-    for (const [vip, at] of this.held) {
-      const tracked = await this.options.driver.connections(vip);
-      const list = byVserver.get(at.vserverId) ?? [];
-      list.push(...tracked.connections);
-      byVserver.set(at.vserverId, list);
-    }
-    for (const [vserverId, all] of byVserver) {
-      const connections = all.slice(0, VSERVER_CONNECTIONS_MAX);
-      const text = connectionsText(connections);
-      if (this.published.get(vserverId) === text) continue;
-      await sink.publish(vserverId, connections);
-      this.published.set(vserverId, text);
-    }
+    const byVserver = await this.heldConnections();
+    for (const [vserverId, all] of byVserver) await this.publishIfChanged(vserverId, all);
     for (const id of [...this.published.keys()]) if (!byVserver.has(id)) this.published.delete(id);
   }
 
@@ -295,13 +283,27 @@ export class NodeNetwork implements AsyncDisposable {
    * its retransmission timer.
    */
   async publishConnectionsOf(vserverId: string): Promise<void> {
-    const sink = this.options.connections;
-    if (sink === undefined || !this.managesPorts) return;
-    const all: TcpConnection[] = [];
+    if (this.options.connections === undefined || !this.managesPorts) return;
+    await this.publishIfChanged(vserverId, (await this.heldConnections(vserverId)).get(vserverId) ?? []);
+  }
+
+  /** The connections on the VIPs held here (of one vserver only, if given), by vserver. */
+  private async heldConnections(only?: string): Promise<Map<string, TcpConnection[]>> {
+    const byVserver = new Map<string, TcpConnection[]>();
     for (const [vip, at] of this.held) {
-      if (at.vserverId !== vserverId) continue;
-      all.push(...(await this.options.driver.connections(vip)).connections);
+      if (only !== undefined && at.vserverId !== only) continue;
+      const tracked = await this.options.driver.connections(vip);
+      const list = byVserver.get(at.vserverId) ?? [];
+      list.push(...tracked.connections);
+      byVserver.set(at.vserverId, list);
     }
+    return byVserver;
+  }
+
+  /** Writes a vserver's connections (bounded) to the store unless they are what it last wrote. */
+  private async publishIfChanged(vserverId: string, all: readonly TcpConnection[]): Promise<void> {
+    const sink = this.options.connections;
+    if (sink === undefined) return;
     const connections = all.slice(0, VSERVER_CONNECTIONS_MAX);
     const text = connectionsText(connections);
     if (this.published.get(vserverId) === text) return;

@@ -56,6 +56,15 @@ class RecordingDriver implements VipDriver {
   }
 }
 
+/** Link on every port of the test node. */
+function allLinksUp(): Map<string, boolean> {
+  return new Map([
+    ["eth0", true],
+    ["eth2", true],
+    ["eth1", true],
+  ]);
+}
+
 async function network(links: Map<string, boolean>, driver: RecordingDriver, extra = {}) {
   const published = new Map<string, readonly TcpConnection[]>();
   const net = await NodeNetwork.start({
@@ -83,11 +92,7 @@ async function network(links: Map<string, boolean>, driver: RecordingDriver, ext
 }
 
 test("VIPs go on a port of their subnet, move to the other one when theirs goes down, and publish their connections", async () => {
-  const links = new Map([
-    ["eth0", true],
-    ["eth2", true],
-    ["eth1", true],
-  ]);
+  const links = allLinksUp();
   const driver = new RecordingDriver();
   const { net, published, tick } = await network(links, driver);
   await net.hold("vs1", ["10.7.1.50", "10.7.2.50"]);
@@ -115,11 +120,7 @@ test("VIPs go on a port of their subnet, move to the other one when theirs goes 
 });
 
 test("a stop publishes its vserver's connections at once, between two periodic reads", async () => {
-  const links = new Map([
-    ["eth0", true],
-    ["eth2", true],
-    ["eth1", true],
-  ]);
+  const links = allLinksUp();
   const driver = new RecordingDriver();
   const { net, published } = await network(links, driver, { connectionsEveryMs: 3_600_000 });
   await net.hold("vs1", ["10.7.1.50"]);
@@ -137,11 +138,7 @@ test("a stop publishes its vserver's connections at once, between two periodic r
 });
 
 test("the next holder announces its VIPs and tickles the connections the previous one published once it serves, unless tickles are off", async () => {
-  const links = new Map([
-    ["eth0", true],
-    ["eth2", true],
-    ["eth1", true],
-  ]);
+  const links = allLinksUp();
   const first = new RecordingDriver();
   const old = await network(links, first);
   await old.net.hold("vs1", ["10.7.1.50", "10.7.2.50"]);
@@ -238,11 +235,7 @@ test("a storage server counts as unreached only after three failed probes in a r
 });
 
 test("a port with link whose subnet stops answering ARP is cut off: its VIP moves to a port that still answers", async () => {
-  const links = new Map([
-    ["eth0", true],
-    ["eth2", true],
-    ["eth1", true],
-  ]);
+  const links = allLinksUp();
   // Peers answer on every port but eth0, which a switch stopped passing.
   const asked: string[] = [];
   let switchPassesEth0 = true;
@@ -281,11 +274,7 @@ test("a port with link whose subnet stops answering ARP is cut off: its VIP move
 });
 
 test("routes naming the node are applied as router and owner, and taken down when the master drops them", async () => {
-  const links = new Map([
-    ["eth0", true],
-    ["eth2", true],
-    ["eth1", true],
-  ]);
+  const links = allLinksUp();
   const route = (vip: string, routerNode: string, ownerNode: string): SubnetRoute =>
     subnetRoute({ vip, routerNode, ownerNode });
   let routes: SubnetRoute[] = [];
